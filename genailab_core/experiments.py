@@ -1,0 +1,113 @@
+"""Chapters as parameterized experiments (papermill), a results table across runs, and the CLI.
+
+    python -m genailab_core run chapters/02_vae.ipynb --profile full -p n_latent 16
+    python -m genailab_core report runs/
+    python -m genailab_core bench vae
+
+Each run gets a fresh ``runs/<chapter>/<timestamp>/`` with the executed notebook and the
+``metrics.json`` its last cell writes; an existing run directory is never reused.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .config import RUN_DIR_ENV, new_run_dir, resolve_profile
+
+
+def parse_value(text: str) -> Any:
+    """'16' -> 16, '0.5' -> 0.5, 'None' -> None, 'True' -> True, '[1, 2]' -> [1, 2], else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run_chapter(notebook: str | Path, profile: str = "auto", parameters: dict[str, Any] | None = None,
+                runs_root: str | Path = "runs", progress: bool = True) -> Path:
+    """Execute ``notebook`` with papermill into a new run directory; return that directory."""
+    import papermill
+
+    notebook = Path(notebook)
+    if not notebook.exists():
+        raise FileNotFoundError(f"No notebook at {notebook}; chapters live in chapters/NN_name.ipynb.")
+    resolve_profile(profile)                                        # fail fast on a bad profile name
+    run_dir = new_run_dir(notebook.stem, Path(runs_root).resolve())
+    params = {"profile": profile, **(parameters or {})}
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)                          # the kernel's setup() writes here
+    try:
+        papermill.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=params,
+                                   cwd=str(notebook.parent.resolve()), progress_bar=progress)
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+    (run_dir / "parameters.json").write_text(json.dumps(params, indent=2, default=str))
+    print(f"run written to {run_dir}")
+    return run_dir
+
+
+def report(runs_root: str | Path = "runs") -> pd.DataFrame:
+    """One row per run found under ``runs_root``: chapter, profile, seed, run, and every metric."""
+    rows = []
+    for path in sorted(Path(runs_root).rglob("metrics.json")):
+        record = json.loads(path.read_text())
+        row = {"chapter": record.get("chapter"), "run": path.parent.name, "profile": record.get("profile"),
+               "seed": record.get("seed")}
+        row.update({k: v for k, v in record.get("metrics", {}).items() if not isinstance(v, (list, dict))})
+        rows.append(row)
+    if not rows:
+        raise FileNotFoundError(f"No metrics.json under {runs_root}; run a chapter first "
+                                "(python -m genailab_core run chapters/02_vae.ipynb).")
+    return pd.DataFrame(rows).sort_values(["chapter", "run"]).reset_index(drop=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m genailab_core", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="execute a chapter with papermill into runs/<chapter>/<timestamp>/")
+    run_p.add_argument("notebook")
+    run_p.add_argument("--profile", default="auto", help="smoke, quick, full or auto (default)")
+    run_p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run_p.add_argument("--runs", default="runs", help="root folder of run directories")
+    rep_p = sub.add_parser("report", help="table of metrics across runs")
+    rep_p.add_argument("runs", nargs="?", default="runs")
+    rep_p.add_argument("--csv", help="also write the table to this CSV file")
+    bench_p = sub.add_parser("bench", help="benchmark a model against its peer package")
+    bench_p.add_argument("what", choices=["vae"])
+    bench_p.add_argument("--epochs", type=int, default=None, help="NB-VAE epochs (default: the tuned setting)")
+    bench_p.add_argument("--seed", type=int, default=0)
+    bench_p.add_argument("--out", default="bench_results", help="folder for the results JSON")
+    sub.add_parser("sync-headers", help="rewrite every chapter's Colab badge and install cell from _config.yml")
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        params = {name: parse_value(value) for name, value in args.parameter}
+        run_chapter(args.notebook, profile=args.profile, parameters=params, runs_root=args.runs)
+    elif args.command == "report":
+        table = report(args.runs)
+        with pd.option_context("display.max_columns", None, "display.width", 200):
+            print(table.to_string(index=False))
+        if args.csv:
+            table.to_csv(args.csv, index=False)
+    elif args.command == "bench":
+        from .bench import bench_vae
+        bench_vae(epochs=args.epochs, seed=args.seed, out_dir=args.out)
+    elif args.command == "sync-headers":
+        from .book import sync_headers
+        for path in sync_headers():
+            print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

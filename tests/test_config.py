@@ -1,0 +1,60 @@
+"""Profiles, seeding, settings and the run directory."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import genailab_core as gl
+from genailab_core.config import UnknownProfileError, new_run_dir, resolve_profile
+
+
+def test_auto_profile_reads_env_then_device(monkeypatch):
+    monkeypatch.setenv("GENAILAB_PROFILE", "smoke")
+    assert resolve_profile("auto") == "smoke"
+    monkeypatch.delenv("GENAILAB_PROFILE")
+    assert resolve_profile("auto", cuda_available=True) == "full"
+    assert resolve_profile("auto", cuda_available=False) == "quick"
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(UnknownProfileError, match="'smoke', 'quick', 'full'"):
+        resolve_profile("fast")
+
+
+def test_unknown_profile_from_env_is_rejected(monkeypatch):
+    monkeypatch.setenv("GENAILAB_PROFILE", "turbo")
+    with pytest.raises(UnknownProfileError, match="turbo"):
+        resolve_profile("auto")
+
+
+def test_same_seed_gives_same_numbers(tmp_path):
+    draws = []
+    for _ in range(2):
+        gl.setup("smoke", seed=3, run_root=tmp_path, verbose=False)
+        draws.append((np.random.rand(3), torch.randn(3), torch.nn.Linear(4, 2).weight.detach().clone()))
+    np.testing.assert_array_equal(draws[0][0], draws[1][0])
+    assert torch.equal(draws[0][1], draws[1][1]) and torch.equal(draws[0][2], draws[1][2])
+
+
+def test_pick_uses_profile_fallback_and_overrides(tmp_path):
+    run = gl.setup("full", seed=0, run_root=tmp_path, verbose=False)
+    cfg = run.pick(smoke=dict(epochs=2), quick=dict(epochs=50, n=10), epochs=None, n=7)
+    assert cfg.epochs == 50 and cfg.n == 7                       # full falls back to quick; n overridden
+    with pytest.raises(AttributeError, match="epochs"):
+        cfg.missing
+
+
+def test_finish_writes_metrics_json(tmp_path, capsys):
+    run = gl.setup("smoke", seed=1, name="demo", run_root=tmp_path, verbose=False)
+    run.pick(smoke=dict(epochs=2))
+    path = run.finish({"elbo": np.float32(-1.5), "acc": torch.tensor(0.75)})
+    record = json.loads(path.read_text())
+    assert record["metrics"] == {"elbo": -1.5, "acc": 0.75}
+    assert record["profile"] == "smoke" and record["settings"] == {"epochs": 2}
+    assert "elbo" in capsys.readouterr().out
+
+
+def test_run_directories_are_never_reused(tmp_path):
+    first, second = new_run_dir("ch", tmp_path), new_run_dir("ch", tmp_path)
+    assert first != second and first.exists() and second.exists()
