@@ -71,3 +71,16 @@ def sync_headers(root: Path = ROOT) -> list[Path]:
             path.write_text(text)
             changed.append(path)
     return changed
+
+
+def show_source(obj) -> None:
+    """Display the source of a package function or class in a notebook, so a chapter shows the
+    exact lines it runs (the package holds them; the chapter reads them)."""
+    import inspect
+    import textwrap
+
+    from IPython.display import Markdown, display
+
+    code = textwrap.dedent(inspect.getsource(obj))
+    module = inspect.getmodule(obj).__name__
+    display(Markdown(f"`{module}.{obj.__qualname__}`\n\n```python\n{code}```"))

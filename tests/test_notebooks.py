@@ -1,0 +1,42 @@
+"""Every chapter: stored without outputs, a `parameters` cell, in _toc.yml, the chapter contract's
+header derived from _config.yml, and a final `run.finish(...)`."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genailab_core.book import ROOT, header_problems
+
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def toc_files():
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                yield node["file"]
+            for value in node.values():
+                yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return {str(Path(f).with_suffix("")) for f in walk(toc)} | {toc["root"]}
+
+
+def test_there_are_chapters():
+    assert len(CHAPTERS) >= 2
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_contract(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert not any(c.get("outputs") or c.get("execution_count") for c in code), "clear the outputs before committing"
+    assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code), "no cell tagged 'parameters'"
+    assert f"chapters/{path.stem}" in toc_files(), "chapter missing from _toc.yml"
+    assert header_problems(path) == [], "run: python -m genailab_core sync-headers"
+    assert "run.finish(" in "".join(code[-1]["source"]), "the last cell must call run.finish(metrics)"
+    assert "gl.setup(" in "".join("".join(c["source"]) for c in code) or "genailab_core.setup(" in \
+        "".join("".join(c["source"]) for c in code)
