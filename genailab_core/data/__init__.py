@@ -1,0 +1,75 @@
+"""Data: the registry of real data sets, their loaders, preprocessing, simulators, splits, batches."""
+
+from .datasets import (
+    load_bulk,
+    load_dataset,
+    load_kang,
+    load_norman,
+    load_norman_full,
+    load_norman_gi_tables,
+    load_papalexi,
+    load_paul15,
+    load_pbmc3k,
+    perturbation_table,
+)
+from .loaders import CountBatches
+from .preprocess import (
+    add_library_size,
+    check_counts,
+    check_genes,
+    library_size,
+    log_normalize,
+    qc_filter,
+    row_sums,
+    select_hvg,
+)
+from .registry import (
+    REGISTRY,
+    ChecksumError,
+    DataFile,
+    DataNotFoundError,
+    DatasetSpec,
+    UnknownDatasetError,
+    resolve_file,
+    verify_dataset,
+)
+from .simulate import InteractionMix, simulate_counts, simulate_perturbations, simulate_trajectory
+from .splits import CellSplit, PerturbationSplit, split_cells, split_perturbations
+
+__all__ = [
+    "REGISTRY",
+    "CellSplit",
+    "ChecksumError",
+    "CountBatches",
+    "DataFile",
+    "DataNotFoundError",
+    "DatasetSpec",
+    "InteractionMix",
+    "PerturbationSplit",
+    "UnknownDatasetError",
+    "add_library_size",
+    "check_counts",
+    "check_genes",
+    "library_size",
+    "load_bulk",
+    "load_dataset",
+    "load_kang",
+    "load_norman",
+    "load_norman_full",
+    "load_norman_gi_tables",
+    "load_papalexi",
+    "load_paul15",
+    "load_pbmc3k",
+    "log_normalize",
+    "perturbation_table",
+    "qc_filter",
+    "resolve_file",
+    "row_sums",
+    "select_hvg",
+    "simulate_counts",
+    "simulate_perturbations",
+    "simulate_trajectory",
+    "split_cells",
+    "split_perturbations",
+    "verify_dataset",
+]

@@ -1,0 +1,116 @@
+"""Mini-batches of count tensors from an AnnData, held in memory as dense tensors.
+
+Data sets in this book fit in memory once subset to a few thousand genes, so the matrix is
+made dense and moved to the device once; each epoch is then a random permutation of the row
+indices, with no DataLoader worker overhead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+
+class CountBatches:
+    """Iterable of dict batches from ``adata``.
+
+    Each batch holds ``"x"``: float32 (B, G) counts; ``"library"``: float32 (B, 1) total counts
+    of each cell (``obs['library_size']`` when present, else row sums); ``"index"``: long (B,)
+    row indices into ``adata``; and one long (B,) tensor of category codes per condition key,
+    named by the key (``.categories[key]`` maps codes back to labels).
+
+    batch_size: cells per batch; the last, smaller batch is kept unless ``drop_last``.
+    shuffle: permute cells each epoch with a ``torch.Generator`` seeded by ``seed + epoch``, so
+        epoch e is reproducible; the epoch counter advances at every ``iter()`` (or set it
+        with :meth:`set_epoch`).
+    layer: read counts from ``adata.layers[layer]`` instead of ``.X`` (sparse or dense).
+    condition_keys: obs columns to encode as category codes.
+    device: where the tensors live.
+    """
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        batch_size: int = 128,
+        shuffle: bool = True,
+        layer: str | None = None,
+        condition_keys: Sequence[str] = (),
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        if layer is not None and layer not in adata.layers:
+            raise KeyError(
+                f"adata has no layer {layer!r}; its layers are {list(adata.layers)}. Pass layer=None for .X."
+            )
+        matrix = adata.X if layer is None else adata.layers[layer]
+        dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
+        self.device = torch.device(device)
+        self.x = torch.as_tensor(dense, dtype=torch.float32).to(self.device)  # (cells, genes)
+        if "library_size" in adata.obs:
+            library = adata.obs["library_size"].to_numpy(dtype=np.float32)
+        else:
+            library = dense.sum(axis=1, dtype=np.float64).astype(np.float32)
+        self.library = torch.as_tensor(library).reshape(-1, 1).to(self.device)  # (cells, 1)
+        self.categories: dict[str, pd.Index] = {}
+        self.codes: dict[str, torch.Tensor] = {}
+        for key in condition_keys:
+            self.categories[key], self.codes[key] = self._encode(adata.obs, key)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def _encode(self, obs: pd.DataFrame, key: str) -> tuple[pd.Index, torch.Tensor]:
+        """Category codes of ``obs[key]`` (long tensor) and the categories they index."""
+        if key not in obs:
+            raise KeyError(f"obs has no column {key!r}; available columns: {list(obs.columns)}.")
+        values = obs[key]
+        categorical = values.cat if isinstance(values.dtype, pd.CategoricalDtype) else pd.Categorical(values)
+        codes = np.asarray(categorical.codes, dtype=np.int64)
+        if (codes < 0).any():
+            raise ValueError(
+                f"obs[{key!r}] has {int((codes < 0).sum())} missing values; drop those cells "
+                f"(adata[adata.obs[{key!r}].notna()]) or fill them before batching."
+            )
+        return pd.Index(categorical.categories), torch.as_tensor(codes).to(self.device)
+
+    @property
+    def n_cells(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def n_genes(self) -> int:
+        return self.x.shape[1]
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n_cells, self.batch_size)
+        return full if (self.drop_last or rest == 0) else full + 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next ``iter()`` use the permutation of ``epoch``."""
+        self.epoch = epoch
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """Row order of an epoch: a permutation seeded by ``seed + epoch``, or 0..n-1 unshuffled."""
+        if not self.shuffle:
+            return torch.arange(self.n_cells)
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(self.n_cells, generator=generator)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        order = self.order(self.epoch).to(self.device)
+        self.epoch += 1
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            batch = {"x": self.x[index], "library": self.library[index], "index": index}
+            batch.update({key: codes[index] for key, codes in self.codes.items()})
+            yield batch

@@ -1,0 +1,209 @@
+"""Count-matrix checks and the few preprocessing steps the chapters share.
+
+Thin wrappers over scanpy: quality filters, library size, highly variable genes computed on
+raw counts (``flavor="seurat_v3"``, Stuart et al. 2019), and log-normalization into a layer so
+that ``.X`` keeps the counts every count likelihood needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def _stored_values(x) -> np.ndarray:
+    """The stored values of ``x`` as a numpy array (non-zeros only for sparse input).
+
+    Accepts numpy arrays, scipy.sparse matrices, torch tensors (dense or sparse) and pandas objects.
+    """
+    if sp.issparse(x):
+        return np.asarray(x.data)
+    if type(x).__module__.startswith("torch"):
+        tensor = x.detach()
+        if tensor.is_sparse:
+            tensor = tensor.coalesce().values()
+        return tensor.cpu().numpy()
+    if isinstance(x, (pd.DataFrame, pd.Series)):
+        return x.to_numpy()
+    return np.asarray(x)
+
+
+def check_counts(x, what: str = "counts") -> None:
+    """Raise ValueError unless ``x`` holds finite, non-negative whole numbers.
+
+    x: (cells, genes) numpy array, scipy.sparse matrix or torch tensor.
+    what: the name used in the message (e.g. ``"adata.X"``).
+    The message names the problem and the fix: count likelihoods (Poisson, NB, ZINB) are
+    defined on raw integer counts, not on log-normalized or scaled values.
+    """
+    values = _stored_values(x)
+    if values.size == 0:
+        return
+    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
+        raise ValueError(f"{what} has dtype {values.dtype}; pass a numeric matrix of raw integer counts.")
+    if np.issubdtype(values.dtype, np.integer):
+        if values.min() < 0:
+            raise ValueError(f"{what} has negative values (min {values.min()}); counts are >= 0. Pass raw counts.")
+        return
+    finite = np.isfinite(values)
+    if not finite.all():
+        n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+        raise ValueError(
+            f"{what} has {n_nan} NaN and {n_inf} infinite values; counts must be finite. Remove or fix those "
+            "cells/genes, or pass the raw integer counts, e.g. adata.layers['counts']."
+        )
+    minimum = values.min()
+    if minimum < 0:
+        raise ValueError(
+            f"{what} has negative values (min {minimum:.4g}); it looks scaled or centered (e.g. sc.pp.scale). "
+            "Pass raw integer counts, e.g. adata.layers['counts']."
+        )
+    fractional = np.abs(values - np.round(values)) > 1e-6
+    if fractional.any():
+        example = float(values[fractional][0])
+        kind = "log-normalized" if values.max() < 30 else "normalized (e.g. CPM or size-factor scaled)"
+        raise ValueError(
+            f"{what} has {int(fractional.sum())} non-integer values (e.g. {example:.4g}); it looks {kind}. "
+            "Pass raw integer counts, e.g. adata.layers['counts']."
+        )
+
+
+def check_genes(var_names: Sequence[str], expected: Sequence[str]) -> None:
+    """Raise ValueError unless ``var_names`` equals ``expected`` in content and order.
+
+    Models trained on one gene list call this before scoring new data; the message says how
+    many genes are missing, extra or reordered, and how to fix it.
+    """
+    given, wanted = pd.Index(var_names), pd.Index(expected)
+    if given.equals(wanted):
+        return
+    missing = wanted.difference(given)
+    extra = given.difference(wanted)
+    if len(missing) or len(extra):
+        raise ValueError(
+            f"The genes do not match the expected {len(wanted)} genes: {len(missing)} missing "
+            f"(e.g. {list(missing[:3])}), {len(extra)} extra (e.g. {list(extra[:3])}). Subset and reorder with "
+            "adata[:, expected] (genes absent from the data must be added as zero columns or the model retrained)."
+        )
+    n_moved = int((given != wanted).sum()) if len(given) == len(wanted) else len(given)
+    raise ValueError(
+        f"The genes are the expected {len(wanted)} genes but {n_moved} are in a different order "
+        f"(or duplicated). Reorder with adata[:, expected]."
+    )
+
+
+def row_sums(matrix) -> np.ndarray:
+    """(rows,) float64 sums of a dense or sparse matrix, accumulated in float64.
+
+    scipy's ``sum(axis=1, dtype=float64)`` accumulates float32 data in float32 and rounds
+    totals above 2**24 (bulk libraries of tens of millions of reads), hence the cast first.
+    """
+    if sp.issparse(matrix):
+        return np.asarray(matrix.astype(np.float64).sum(axis=1)).ravel()
+    return np.asarray(matrix).sum(axis=1, dtype=np.float64)
+
+
+def library_size(adata: ad.AnnData, layer: str | None = None) -> np.ndarray:
+    """Total counts per cell: (cells,) float64 row sums of ``.X`` or ``.layers[layer]``."""
+    return row_sums(adata.X if layer is None else adata.layers[layer])
+
+
+def add_library_size(adata: ad.AnnData, layer: str | None = None) -> None:
+    """Set ``obs['library_size']`` to the total counts per cell (in place)."""
+    adata.obs["library_size"] = library_size(adata, layer)
+
+
+def qc_filter(
+    adata: ad.AnnData,
+    min_genes: int = 200,
+    min_cells: int = 3,
+    max_pct_mito: float | None = None,
+    mito_prefix: tuple[str, ...] = ("MT-", "mt-"),
+) -> ad.AnnData:
+    """Standard cell and gene filters; returns a filtered copy.
+
+    min_genes: keep cells with at least this many detected genes.
+    min_cells: keep genes detected in at least this many cells.
+    max_pct_mito: drop cells whose share of mitochondrial counts (genes starting with
+        ``mito_prefix``) exceeds this percentage; None skips the filter.
+    """
+    import scanpy as sc
+
+    out = adata.copy()
+    sc.pp.filter_cells(out, min_genes=min_genes)
+    sc.pp.filter_genes(out, min_cells=min_cells)
+    if max_pct_mito is not None:
+        mito = out.var_names.str.startswith(mito_prefix)
+        if not mito.any():
+            raise ValueError(
+                f"max_pct_mito={max_pct_mito} was given but no gene name starts with {mito_prefix}; pass the "
+                "prefix of this organism's mitochondrial genes as mito_prefix, or max_pct_mito=None."
+            )
+        mito_counts = row_sums(out[:, mito].X)
+        pct = 100.0 * mito_counts / np.maximum(library_size(out), 1.0)
+        out.obs["pct_counts_mito"] = pct
+        out = out[pct <= max_pct_mito].copy()
+    return out
+
+
+def select_hvg(
+    adata: ad.AnnData,
+    n_top_genes: int = 2000,
+    flavor: str = "seurat_v3",
+    batch_key: str | None = None,
+    layer: str | None = None,
+) -> ad.AnnData:
+    """Copy of ``adata`` restricted to the ``n_top_genes`` most variable genes, found on counts.
+
+    flavor: ``"seurat_v3"`` (variance of counts after a loess mean-variance fit; Stuart et al.
+        2019; needs the ``scikit-misc`` package) or ``"pearson_residuals"`` (variance of analytic
+        Pearson residuals of an NB model; Lause et al. 2021).
+    batch_key: obs column; genes are ranked within each batch and combined.
+    layer: counts layer to use instead of ``.X``.
+    """
+    import scanpy as sc
+
+    counts = adata.X if layer is None else adata.layers[layer]
+    check_counts(counts, what="adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    n_top = min(n_top_genes, adata.n_vars)
+    if flavor == "seurat_v3":
+        try:
+            import skmisc.loess  # noqa: F401  (scanpy's seurat_v3 needs it)
+        except ImportError as err:
+            raise ImportError(
+                "select_hvg(flavor='seurat_v3') needs the scikit-misc package: pip install scikit-misc. "
+                "Or use flavor='pearson_residuals', which needs nothing extra."
+            ) from err
+        table = sc.pp.highly_variable_genes(
+            adata, n_top_genes=n_top, flavor="seurat_v3", batch_key=batch_key, layer=layer, inplace=False
+        )
+    elif flavor == "pearson_residuals":
+        table = sc.experimental.pp.highly_variable_genes(
+            adata, n_top_genes=n_top, batch_key=batch_key, layer=layer, inplace=False
+        )
+    else:
+        raise ValueError(f"Unknown flavor {flavor!r}; use 'seurat_v3' or 'pearson_residuals'.")
+    keep = np.asarray(table["highly_variable"], dtype=bool)
+    out = adata[:, keep].copy()
+    out.var["hvg_rank"] = np.asarray(table["highly_variable_rank"])[keep] if "highly_variable_rank" in table else np.nan
+    return out
+
+
+def log_normalize(
+    adata: ad.AnnData,
+    target_sum: float = 1e4,
+    layer: str = "log1p",
+    counts_layer: str | None = None,
+) -> None:
+    """Write ``log1p(target_sum * x / library_size)`` into ``adata.layers[layer]``; ``.X`` is untouched.
+
+    counts_layer: layer holding the counts (default ``.X``).
+    """
+    import scanpy as sc
+
+    normalized = sc.pp.normalize_total(adata, target_sum=target_sum, layer=counts_layer, inplace=False)["X"]
+    adata.layers[layer] = sc.pp.log1p(normalized, copy=True)
