@@ -15,12 +15,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import torch
 
 from .config import seed_everything
 from .data import CountBatches, load_pbmc3k, select_hvg, split_cells
-from .metrics import heldout_elbo, marginal_log_likelihood
+from .metrics import heldout_elbo, knn_accuracy, marginal_log_likelihood
 from .models import VAE
 from .train import fit
 
@@ -47,6 +48,7 @@ class BenchResult:
     seconds_per_epoch: float
     heldout_elbo: float
     heldout_marginal_ll: float
+    knn_accuracy: float
 
 
 def prepare_pbmc(settings: BenchSettings, seed: int):
@@ -65,9 +67,12 @@ def run_genailab(train, val, settings: BenchSettings, seed: int) -> BenchResult:
         progress=False)
     seconds = time.perf_counter() - tic
     held_out = CountBatches(val, batch_size=128, shuffle=False)
+    every_cell = CountBatches(ad.concat([train, val]), batch_size=512, shuffle=False)
+    latent = torch.cat([model.latent(batch["x"]) for batch in every_cell]).numpy()
     return BenchResult("genailab_core NB-VAE", settings.epochs, seconds, seconds / settings.epochs,
                        heldout_elbo(model, held_out, n_repeats=10),
-                       marginal_log_likelihood(model, held_out, n_samples=settings.n_is_samples))
+                       marginal_log_likelihood(model, held_out, n_samples=settings.n_is_samples),
+                       _knn(latent, train, val))
 
 
 def run_scvi(train, val, settings: BenchSettings, seed: int) -> BenchResult:
@@ -84,7 +89,15 @@ def run_scvi(train, val, settings: BenchSettings, seed: int) -> BenchResult:
     seconds = time.perf_counter() - tic
     elbo = float(np.mean([float(model.get_elbo(val)) for _ in range(10)]))
     mll = model.get_marginal_ll(val, n_mc_samples=settings.n_is_samples, return_mean=False)
-    return BenchResult("scvi-tools SCVI", epochs, seconds, seconds / epochs, elbo, float(mll.mean()))
+    latent = np.concatenate([model.get_latent_representation(train), model.get_latent_representation(val)])
+    return BenchResult("scvi-tools SCVI", epochs, seconds, seconds / epochs, elbo, float(mll.mean()),
+                       _knn(latent, train, val))
+
+
+def _knn(latent: np.ndarray, train, val) -> float:
+    """5-fold kNN (k=15) cell-type accuracy on the latent means of all cells (train then val)."""
+    labels = np.concatenate([train.obs["cell_type"].astype(str), val.obs["cell_type"].astype(str)])
+    return knn_accuracy(latent, labels, k=15)
 
 
 def bench_vae(epochs: int | None = None, seed: int = 0, out_dir: str | Path = "bench_results") -> dict:
@@ -116,10 +129,10 @@ def bench_vae(epochs: int | None = None, seed: int = 0, out_dir: str | Path = "b
 
 def _print(ours: BenchResult, peer: BenchResult, summary: dict, settings: BenchSettings) -> None:
     print(f"\nheld-out metrics in nats per cell; marginal LL with {settings.n_is_samples} importance samples")
-    print(f"{'model':<22}{'epochs':>7}{'train s':>10}{'s/epoch':>9}{'ELBO':>11}{'marginal LL':>13}")
+    print(f"{'model':<22}{'epochs':>7}{'train s':>10}{'s/epoch':>9}{'ELBO':>11}{'marginal LL':>13}{'kNN acc':>9}")
     for r in (ours, peer):
         print(f"{r.model:<22}{r.epochs:>7}{r.train_seconds:>10.1f}{r.seconds_per_epoch:>9.3f}"
-              f"{r.heldout_elbo:>11.2f}{r.heldout_marginal_ll:>13.2f}")
+              f"{r.heldout_elbo:>11.2f}{r.heldout_marginal_ll:>13.2f}{r.knn_accuracy:>9.3f}")
     print(f"\nwall-time ratio (ours / SCVI): {summary['time_ratio']:.3f}; "
           f"per-epoch ratio: {summary['seconds_per_epoch_ratio']:.3f}")
     print(f"marginal LL difference (ours - SCVI): {summary['marginal_ll_difference_nats']:+.2f} nats per cell")
