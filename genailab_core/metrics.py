@@ -12,9 +12,13 @@ from sklearn.neighbors import KNeighborsClassifier
 
 
 @torch.no_grad()
-def mean_over_batches(per_cell_fn, batches: Iterable[dict], device: str | torch.device = "cpu") -> float:
-    """Mean over all cells of ``per_cell_fn(x) -> (batch,)``."""
-    values = [per_cell_fn(batch["x"].to(device)).cpu() for batch in batches]
+def mean_over_batches(per_cell_fn, batches: Iterable[dict], device: str | torch.device = "cpu",
+                      conditions=None) -> float:
+    """Mean over all cells of ``per_cell_fn(x, c) -> (batch,)``; c = ``conditions(batch)`` (or None)."""
+    values = []
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+        values.append(per_cell_fn(batch["x"], conditions(batch) if conditions else None).cpu())
     return float(torch.cat(values).mean())
 
 
@@ -22,14 +26,21 @@ def heldout_elbo(model, batches: Iterable[dict], n_repeats: int = 1) -> float:
     """Mean per-cell ELBO (nats) on held-out cells, averaged over ``n_repeats`` draws of z."""
     model.eval()
     device = next(model.parameters()).device
-    return float(np.mean([mean_over_batches(model.elbo, batches, device) for _ in range(n_repeats)]))
+    return float(np.mean([mean_over_batches(model.elbo, batches, device, _conditions_of(model))
+                          for _ in range(n_repeats)]))
 
 
 def marginal_log_likelihood(model, batches: Iterable[dict], n_samples: int = 100) -> float:
     """Mean per-cell importance-sampled log p(x) (Burda et al. 2016), ``n_samples`` draws of q(z|x)."""
     model.eval()
     device = next(model.parameters()).device
-    return mean_over_batches(lambda x: model.log_likelihood_is(x, n_samples=n_samples), batches, device)
+    return mean_over_batches(lambda x, c: model.log_likelihood_is(x, c, n_samples=n_samples), batches, device,
+                             _conditions_of(model))
+
+
+def _conditions_of(model):
+    """The model's way to read condition codes from a batch, if it is conditional."""
+    return getattr(model, "conditions", None)
 
 
 def knn_accuracy(embedding: np.ndarray, labels: np.ndarray, k: int = 15, n_folds: int = 5, seed: int = 0) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -87,6 +88,32 @@ class GaussianDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+class ConditionEmbedding(nn.Module):
+    """Categorical conditions (cell type, stimulation, donor, ...) -> one vector per cell.
+
+    Each condition key is either one-hot encoded (``dim=None``, the CVAE of Sohn et al. 2015 and
+    scVI's batch covariate) or looked up in a learned table of ``dim``-vectors; the keys are
+    concatenated. codes: (batch, n_keys) long -> (batch, n_out).
+    """
+
+    def __init__(self, n_categories: Sequence[int], dim: int | None = None):
+        super().__init__()
+        self.n_categories, self.dim = list(n_categories), dim
+        self.tables = nn.ModuleList([nn.Embedding(n, dim) for n in self.n_categories]) if dim else None
+        self.n_out = len(self.n_categories) * dim if dim else sum(self.n_categories)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        if codes.shape[-1] != len(self.n_categories):
+            raise ValueError(f"Expected codes for {len(self.n_categories)} condition keys, got {codes.shape[-1]}.")
+        for k, n in enumerate(self.n_categories):
+            if codes.numel() and (codes[:, k].min() < 0 or codes[:, k].max() >= n):
+                raise ValueError(f"Condition {k} has codes outside 0..{n - 1}: a category the model never saw.")
+        if self.tables is not None:
+            return torch.cat([table(codes[:, k]) for k, table in enumerate(self.tables)], dim=-1)
+        return torch.cat([nn.functional.one_hot(codes[:, k], n).float()
+                          for k, n in enumerate(self.n_categories)], dim=-1)
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
