@@ -262,3 +262,108 @@ def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
     log_weights: (K, batch) -> (batch,). L_1 is the one-sample ELBO; L_K rises to log p(x) as K grows.
     """
     return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])
+
+
+class LinearGaussianVAE(nn.Module):
+    """The linear-Gaussian VAE, where log p(x) is exact: a check on every bound of the book.
+
+        z ~ N(0, I_D),   x | z ~ N(W z + b, sigma^2 I_P)   =>   p(x) = N(b, W W^T + sigma^2 I_P)
+
+    (probabilistic PCA, Tipping & Bishop 1999). The true posterior is Gaussian with covariance
+    sigma^2 M^-1, M = W^T W + sigma^2 I, which is diagonal only when W has orthogonal columns. The
+    encoder is amortized and linear, q(z | x) = N(A x + c, diag(s^2)) with s free per dimension,
+    so the ELBO's gap is KL(q || p(z | x)) > 0 whenever the posterior is correlated.
+    Same ``log_weights`` / ``loss`` interface as :class:`VAE` (``objective`` "elbo" or "iwae").
+    """
+
+    def __init__(self, n_features: int, n_latent: int, objective: str = "elbo", n_importance: int = 1):
+        super().__init__()
+        if objective not in OBJECTIVES or n_importance < 1:
+            raise ValueError(f"objective must be one of {OBJECTIVES} and n_importance >= 1, "
+                             f"got {objective!r}, {n_importance}.")
+        self.n_features, self.n_latent = n_features, n_latent
+        self.objective, self.n_importance = objective, n_importance
+        self.W = nn.Parameter(torch.randn(n_features, n_latent) / math.sqrt(n_features))  # (P, D) loadings
+        self.b = nn.Parameter(torch.zeros(n_features))                                     # (P,) mean
+        self.log_sigma = nn.Parameter(torch.zeros(()))                                     # noise sd
+        self.encoder = nn.Linear(n_features, n_latent)                                     # x -> A x + c
+        self.log_s = nn.Parameter(torch.zeros(n_latent))                                   # posterior sd s
+
+    def prior(self, n: int, device: torch.device | None = None) -> Normal:
+        """p(z) = N(0, I): batch shape (n, n_latent)."""
+        zeros = torch.zeros(n, self.n_latent, device=device or self.W.device)
+        return Normal(zeros, torch.ones_like(zeros))
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Normal:
+        """q(z | x) = N(A x + c, diag s^2). x: (batch, P) -> Normal over (batch, D)."""
+        loc = self.encoder(x)
+        return Normal(loc, self.log_s.exp().expand_as(loc))
+
+    def decode(self, z: torch.Tensor, library: torch.Tensor | None = None, c: torch.Tensor | None = None) -> Normal:
+        """p(x | z) = N(W z + b, sigma^2 I). z: (..., batch, D) -> Normal over (..., batch, P)."""
+        mean = z @ self.W.T + self.b
+        return Normal(mean, self.log_sigma.exp().expand_as(mean))
+
+    def library(self, x: torch.Tensor) -> None:
+        return None
+
+    def log_weights(self, x: torch.Tensor, c: torch.Tensor | None = None, n_samples: int = 1,
+                    qz: Normal | None = None, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q. x: (batch, P) -> (K, batch)."""
+        qz = self.encode(x) if qz is None else qz
+        z = qz.rsample((n_samples,)) if eps is None else qz.loc + qz.scale * eps   # (K, batch, D)
+        return (self.decode(z).log_prob(x).sum(-1) + self.prior(x.shape[0], x.device).log_prob(z).sum(-1)
+                - qz.log_prob(z).sum(-1))
+
+    def loss(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0) -> LossOutput:
+        """Negative ELBO (closed-form KL, weighted by ``kl_weight``) or negative K-sample bound, per cell."""
+        x = batch["x"]
+        if self.objective == "iwae":
+            bound = iwae_bound(self.log_weights(x, n_samples=self.n_importance))
+            return LossOutput(loss=-bound.mean(), terms={"iwae_bound": bound.mean().detach()})
+        qz = self.encode(x)
+        reconstruction = self.decode(qz.rsample()).log_prob(x).sum(-1)                   # (batch,)
+        kl = kl_divergence(qz, self.prior(x.shape[0], x.device)).sum(-1)                  # (batch,)
+        return LossOutput(loss=-(reconstruction - kl_weight * kl).mean(),
+                          reconstruction=-reconstruction.mean(), kl=kl.mean())
+
+    def marginal(self) -> torch.distributions.MultivariateNormal:
+        """p(x) = N(b, W W^T + sigma^2 I): the exact marginal, a MultivariateNormal over (P,)."""
+        cov = self.W @ self.W.T + self.log_sigma.exp() ** 2 * torch.eye(self.n_features, device=self.W.device)
+        return torch.distributions.MultivariateNormal(self.b, covariance_matrix=cov)
+
+    def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) in closed form. x: (batch, P) -> (batch,)."""
+        return self.marginal().log_prob(x)
+
+    def exact_posterior(self, x: torch.Tensor) -> torch.distributions.MultivariateNormal:
+        """p(z | x) = N(M^-1 W^T (x - b), sigma^2 M^-1), M = W^T W + sigma^2 I. x: (batch, P)."""
+        s2 = self.log_sigma.exp() ** 2
+        M = self.W.T @ self.W + s2 * torch.eye(self.n_latent, device=self.W.device)
+        mean = torch.linalg.solve(M, self.W.T @ (x - self.b).T).T                        # (batch, D)
+        return torch.distributions.MultivariateNormal(mean, covariance_matrix=s2 * torch.linalg.inv(M))
+
+    @torch.no_grad()
+    def set_mean_field_encoder(self) -> None:
+        """Set q to the best diagonal Gaussian for the current decoder: the exact posterior mean and
+        variances 1 / diag(posterior precision), the minimizer of KL(q || p(z | x)) over diagonal q."""
+        s2 = self.log_sigma.exp() ** 2
+        M = self.W.T @ self.W + s2 * torch.eye(self.n_latent, device=self.W.device)
+        A = torch.linalg.solve(M, self.W.T)                                               # (D, P)
+        self.encoder.weight.copy_(A)
+        self.encoder.bias.copy_(-A @ self.b)
+        self.log_s.copy_(0.5 * torch.log(s2 / torch.diagonal(M)))
+
+    @torch.no_grad()
+    def elbo(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """One-sample ELBO per row. x: (batch, P) -> (batch,)."""
+        return self.log_weights(x, n_samples=1)[0]
+
+    @torch.no_grad()
+    def log_likelihood_is(self, x: torch.Tensor, c: torch.Tensor | None = None, n_samples: int = 100,
+                          chunk: int = 500) -> torch.Tensor:
+        """The K-sample bound with K = ``n_samples`` (as :meth:`VAE.log_likelihood_is`). x: (batch, P) -> (batch,)."""
+        qz = self.encode(x)
+        log_w = [self.log_weights(x, n_samples=min(chunk, n_samples - start), qz=qz)
+                 for start in range(0, n_samples, chunk)]
+        return iwae_bound(torch.cat(log_w))
