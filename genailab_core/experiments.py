@@ -32,7 +32,11 @@ def parse_value(text: str) -> Any:
 
 def run_chapter(notebook: str | Path, profile: str = "auto", parameters: dict[str, Any] | None = None,
                 runs_root: str | Path = "runs", progress: bool = True) -> Path:
-    """Execute ``notebook`` with papermill into a new run directory; return that directory."""
+    """Execute ``notebook`` with papermill into a new run directory; return that directory.
+
+    Widgets are drawn as static figures (``GENAILAB_STATIC=1`` unless set), since a saved
+    notebook keeps images but not a live kernel behind its sliders.
+    """
     import papermill
 
     notebook = Path(notebook)
@@ -43,6 +47,7 @@ def run_chapter(notebook: str | Path, profile: str = "auto", parameters: dict[st
     params = {"profile": profile, **(parameters or {})}
     previous = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)                          # the kernel's setup() writes here
+    os.environ.setdefault("GENAILAB_STATIC", "1")
     try:
         papermill.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=params,
                                    cwd=str(notebook.parent.resolve()), progress_bar=progress)
