@@ -29,7 +29,13 @@ from matplotlib import patheffects  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 from matplotlib.path import Path as MplPath  # noqa: E402
 
-AVAILABLE = frozenset({"01", "02"})
+def available_chapters(toc: Path = Path(__file__).resolve().parents[1] / "_toc.yml") -> frozenset[str]:
+    """Numbers of the chapters listed in _toc.yml: the ones in this release."""
+    import re
+    return frozenset(re.findall(r"chapters/(\d\d)_", toc.read_text()))
+
+
+AVAILABLE = available_chapters()
 
 BOX_W, BOX_H = 1.36, 0.56  # chapter box size (inches)
 COL_PITCH, ROW_PITCH = 1.57, 0.84  # distance between box centres

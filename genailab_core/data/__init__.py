@@ -34,7 +34,15 @@ from .registry import (
     verify_dataset,
 )
 from .simulate import InteractionMix, simulate_counts, simulate_perturbations, simulate_trajectory
-from .splits import CellSplit, PerturbationSplit, split_cells, split_perturbations
+from .splits import (
+    CellSplit,
+    PerturbationSplit,
+    split_additive,
+    split_cells,
+    split_gears,
+    split_perturbations,
+    targets_of,
+)
 
 __all__ = [
     "REGISTRY",
@@ -69,7 +77,10 @@ __all__ = [
     "simulate_counts",
     "simulate_perturbations",
     "simulate_trajectory",
+    "split_additive",
     "split_cells",
+    "split_gears",
     "split_perturbations",
+    "targets_of",
     "verify_dataset",
 ]

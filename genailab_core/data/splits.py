@@ -3,12 +3,24 @@
 Cell splits measure how well a model fits unseen cells of seen conditions. Perturbation
 splits hold out whole perturbations (every cell of them), so a model is scored on conditions
 it never saw; the control is never held out, since every prediction starts from it.
+
+Three perturbation splits:
+
+- :func:`split_perturbations`: a random share of the perturbations (any mix of singles/doubles).
+- :func:`split_gears`: GEARS' "simulation" split (Roohani et al. 2024): a share of the *target
+  genes* is held out; every perturbation touching one of them is a test perturbation, labelled
+  by how many of its genes were seen in training (``single_unseen``, ``seen0``, ``seen1``), and
+  a share of the doubles whose genes were both seen (``seen2``) is held out too.
+- :func:`split_additive`: Ahlmann-Eltze et al. (2025): every single and half of the doubles
+  train, the other doubles are the test set.
+
+Perturbation labels are "control", "A" or "A+B"; parsing them happens here, at the data boundary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -71,11 +83,38 @@ def split_cells(
 
 @dataclass(frozen=True)
 class PerturbationSplit:
-    """Perturbations seen in training and held out for testing; the control is always in training."""
+    """Perturbations seen in training and held out for testing; the control is always in training.
+
+    groups: test perturbation -> its group (e.g. "seen1"); empty for :func:`split_perturbations`.
+    name: what kind of split made it ("random", "gears", "additive").
+    """
 
     train: tuple[str, ...]
     test: tuple[str, ...]
     control: str = CONTROL
+    groups: dict[str, str] = field(default_factory=dict, compare=False)
+    name: str = "random"
+
+    def test_groups(self) -> dict[str, tuple[str, ...]]:
+        """Group name -> its test perturbations (one group "test" when the split has no groups)."""
+        if not self.groups:
+            return {"test": self.test}
+        out: dict[str, list[str]] = {}
+        for name in self.test:
+            out.setdefault(self.groups[name], []).append(name)
+        return {group: tuple(names) for group, names in sorted(out.items())}
+
+    def check_no_leak(self) -> None:
+        """Raise AssertionError if a test perturbation (or, for "gears", a held-out gene) is in training."""
+        overlap = set(self.train) & set(self.test)
+        assert not overlap, f"{len(overlap)} perturbations are in both parts: {sorted(overlap)[:5]}"
+        assert self.control not in self.test, "the control must never be held out"
+        if self.name == "gears":
+            seen = {g for p in self.train for g in targets_of(p)}
+            for p in self.test:
+                n_seen = sum(g in seen for g in targets_of(p))
+                expected = {"single_unseen": 0, "single_seen": 1, "seen0": 0, "seen1": 1, "seen2": 2}[self.groups[p]]
+                assert n_seen == expected, f"{p} is in group {self.groups[p]} but {n_seen} of its genes train"
 
     def cell_split(self, perturbation_per_cell: Sequence[str] | np.ndarray | pd.Series) -> CellSplit:
         """Cell indices: train = control + training perturbations, test = held-out ones, val empty.
@@ -117,3 +156,90 @@ def split_perturbations(
     test = tuple(sorted(names[i] for i in order[:n_test]))
     train = tuple(sorted(names[i] for i in order[n_test:]))
     return PerturbationSplit(train=train, test=test, control=control)
+
+
+def targets_of(label: str, control: str = CONTROL) -> tuple[str, ...]:
+    """Target genes of a perturbation label: "control" -> (), "A" -> ("A",), "A+B" -> ("A", "B")."""
+    label = str(label)
+    if label == control:
+        return ()
+    genes = tuple(label.split("+"))
+    if any(not g for g in genes):
+        raise ValueError(f"Malformed perturbation label {label!r}; expected {control!r}, 'A' or 'A+B'.")
+    return genes
+
+
+def _conditions(perturbations, control: str) -> list[str]:
+    names = sorted(set(np.asarray(perturbations, dtype=object).astype(str)) - {control})
+    for name in names:
+        targets_of(name, control)  # fails early on malformed labels
+    return names
+
+
+def split_gears(
+    perturbations: Sequence[str] | np.ndarray | pd.Series,
+    gene_holdout_fraction: float = 0.25,
+    seen2_holdout_fraction: float = 0.5,
+    seed: int = 0,
+    control: str = CONTROL,
+) -> PerturbationSplit:
+    """GEARS' "simulation" split (Roohani et al. 2024): hold out target genes, then perturbations.
+
+    gene_holdout_fraction: share of the target genes (of all perturbations) held out, at least 1.
+    seen2_holdout_fraction: share of the doubles whose two genes both train that is held out too.
+    A perturbation with a held-out gene is a test perturbation, in group ``single_unseen`` (a
+    single), ``seen0`` (a double, neither gene seen) or ``seen1`` (one gene seen); the held-out
+    doubles of two seen genes form ``seen2``. Every training perturbation uses seen genes only.
+    """
+    if not (0 < gene_holdout_fraction < 1 and 0 <= seen2_holdout_fraction < 1):
+        raise ValueError(f"gene_holdout_fraction must be in (0, 1) and seen2_holdout_fraction in [0, 1); got "
+                         f"{gene_holdout_fraction}, {seen2_holdout_fraction}.")
+    names = _conditions(perturbations, control)
+    genes = sorted({g for p in names for g in targets_of(p)})
+    if len(genes) < 2:
+        raise ValueError(f"Need at least two target genes to hold one out; found {genes}.")
+    rng = np.random.default_rng(seed)
+    n_held = int(np.clip(round(gene_holdout_fraction * len(genes)), 1, len(genes) - 1))
+    held = set(np.asarray(genes)[rng.permutation(len(genes))[:n_held]])
+    touches_held = [p for p in names if held & set(targets_of(p))]
+    both_seen = [p for p in names if len(targets_of(p)) == 2 and p not in touches_held]
+    n_seen2 = round(seen2_holdout_fraction * len(both_seen))
+    test = set(touches_held) | {both_seen[i] for i in rng.permutation(len(both_seen))[:n_seen2]}
+    train = tuple(p for p in names if p not in test)
+    # group by the genes that really train: a gene kept in only test perturbations counts as unseen
+    seen = {g for p in train for g in targets_of(p)}
+    groups = {p: _gears_group(p, seen) for p in sorted(test)}
+    return PerturbationSplit(train=train, test=tuple(sorted(groups)), control=control, groups=groups, name="gears")
+
+
+def _gears_group(label: str, seen: set[str]) -> str:
+    genes = targets_of(label)
+    n_seen = sum(g in seen for g in genes)
+    return "single_unseen" if len(genes) == 1 else f"seen{n_seen}"
+
+
+def split_additive(
+    perturbations: Sequence[str] | np.ndarray | pd.Series,
+    double_holdout_fraction: float = 0.5,
+    seed: int = 0,
+    control: str = CONTROL,
+) -> PerturbationSplit:
+    """Ahlmann-Eltze et al. (2025): every single trains, with a share of the doubles; the rest test.
+
+    double_holdout_fraction: share of the doubles held out (rounded, at least one double).
+    Test doubles are in group ``both_singles_seen`` when both their singles are measured (so an
+    additive model can use them), else ``singles_missing``.
+    """
+    if not 0 < double_holdout_fraction < 1:
+        raise ValueError(f"double_holdout_fraction must be in (0, 1), got {double_holdout_fraction}.")
+    names = _conditions(perturbations, control)
+    doubles = [p for p in names if len(targets_of(p)) == 2]
+    if not doubles:
+        raise ValueError("split_additive needs double perturbations ('A+B'); the labels have none.")
+    n_test = max(1, round(double_holdout_fraction * len(doubles)))
+    order = np.random.default_rng(seed).permutation(len(doubles))
+    test = sorted(doubles[i] for i in order[:n_test])
+    singles = set(names) - set(doubles)
+    groups = {p: "both_singles_seen" if set(targets_of(p)) <= singles else "singles_missing" for p in test}
+    train = tuple(p for p in names if p not in groups)
+    return PerturbationSplit(train=train, test=tuple(test), control=control, groups=groups, name="additive")

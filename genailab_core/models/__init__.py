@@ -1,4 +1,15 @@
 """The book's models. Each owns ``loss(batch) -> LossOutput`` and ``sample(...)``."""
-from .vae import VAE
+from .perturbation import (
+    Additive,
+    CVAEPredictor,
+    LinearPCA,
+    NoChange,
+    PerturbationCVAE,
+    PerturbationSetEncoder,
+    TargetVocabulary,
+    TrainingMean,
+)
+from .vae import VAE, LinearGaussianVAE
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "LinearGaussianVAE", "Additive", "CVAEPredictor", "LinearPCA", "NoChange", "PerturbationCVAE",
+           "PerturbationSetEncoder", "TargetVocabulary", "TrainingMean"]

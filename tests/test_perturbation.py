@@ -1,0 +1,154 @@
+"""Perturbation baselines, the CVAE-NB and the benchmark: exact cases, finite training, tidy output."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import genailab_core as gl
+from genailab_core import perturb_bench as pb
+from genailab_core.data import (
+    InteractionMix,
+    simulate_perturbations,
+    split_additive,
+    split_gears,
+)
+from genailab_core.models.perturbation import (
+    Additive,
+    CVAEPredictor,
+    LinearPCA,
+    NoChange,
+    PerturbationCVAE,
+    PerturbationSetEncoder,
+    TargetVocabulary,
+    TrainingMean,
+    pseudobulk,
+)
+
+ADDITIVE_ONLY = InteractionMix(additive=1.0, synergy=0.0, suppression=0.0, epistasis=0.0, neomorphic=0.0)
+
+
+@pytest.fixture(scope="module")
+def additive_screen():
+    return simulate_perturbations(n_genes=300, n_single=12, n_double=20, interactions=ADDITIVE_ONLY,
+                                  cells_per_condition=150, n_control=600, effect_fraction=0.1, seed=3)
+
+
+def test_additive_exact_on_additive_ground_truth(additive_screen):
+    """On the simulator's true log-frequencies, eta_AB - a = e_A + e_B: the additive baseline is exact."""
+    truth = additive_screen.uns["ground_truth"]
+    base = truth["gene_baseline"]
+    singles, doubles = truth["single_effects"], truth["double_effects"]
+    table = pd.concat([pd.DataFrame([base], index=["control"], columns=singles.columns), base + singles])
+    predicted = Additive().fit(table).predict(list(doubles.index))
+    np.testing.assert_allclose(predicted.to_numpy(), (base + doubles).to_numpy(), atol=1e-12)
+
+
+def test_additive_beats_no_change_on_additive_counts(additive_screen):
+    bulk = pseudobulk(additive_screen)
+    doubles = [p for p in bulk.index if "+" in p]
+    train = bulk.drop(index=doubles)
+    additive, none = Additive().fit(train).predict(doubles), NoChange().fit(train).predict(doubles)
+    ctrl = bulk.loc["control"].to_numpy()
+    r = [gl.metrics.pearson_delta(additive.loc[p], bulk.loc[p], ctrl) for p in doubles]
+    assert np.median(r) > 0.9
+    l2 = lambda pred: np.mean([gl.metrics.l2_distance(pred.loc[p], bulk.loc[p]) for p in doubles])
+    assert l2(additive) < 0.7 * l2(none)
+
+
+def test_simple_baselines_hand_case():
+    table = pd.DataFrame([[1.0, 1.0], [2.0, 1.0], [1.0, 4.0]], index=["control", "A", "B"], columns=["g1", "g2"])
+    assert NoChange().fit(table).predict(["A+B"]).loc["A+B"].tolist() == [1.0, 1.0]
+    assert TrainingMean().fit(table).predict(["C"]).loc["C"].tolist() == [1.5, 2.5]
+    additive = Additive().fit(table)
+    assert additive.predict(["A+B"]).loc["A+B"].tolist() == [2.0, 4.0]          # 1 + 1 + 0, 1 + 0 + 3
+    assert additive.predict(["A+C"]).loc["A+C"].tolist() == [2.0, 1.0]          # C unmeasured: no change
+    with pytest.raises(ValueError, match="no 'control' row"):
+        NoChange().fit(table.drop(index="control"))
+
+
+def test_linear_pca_reproduces_low_rank_training_data():
+    """With K >= rank and ridge -> 0, Y - b = G W P^T is exact on the training perturbations (singles)."""
+    rng = np.random.default_rng(0)
+    names = ["control"] + [f"G{i}" for i in range(8)]
+    y = rng.normal(size=(9, 2)) @ rng.normal(size=(2, 30)) + rng.normal(size=30)   # rank 2 around a mean
+    table = pd.DataFrame(y, index=names)
+    model = LinearPCA(n_components=2, ridge=1e-10).fit(table)
+    np.testing.assert_allclose(model.predict(names[1:]).to_numpy(), y[1:], atol=1e-6)
+    # an unseen gene has no embedding: predicted as the training mean b
+    np.testing.assert_allclose(model.predict(["NEW"]).loc["NEW"].to_numpy(), y.mean(0), atol=1e-9)
+
+
+def test_target_vocabulary_and_set_encoder():
+    vocab = TargetVocabulary.from_labels(["control", "A", "B", "A+B", "C+A"])
+    assert vocab.genes == ["A", "B", "C"] and vocab.max_targets == 2
+    codes = vocab.encode(["control", "B", "A+B", "B+A"])
+    assert codes.tolist() == [[0, 0], [2, 0], [1, 2], [2, 1]]
+    with pytest.raises(KeyError, match="Unknown target gene"):
+        vocab.encode(["A+Z"])
+    torch.manual_seed(0)
+    enc = PerturbationSetEncoder(len(vocab), n_embed=4, n_out=3)
+    torch.nn.init.normal_(enc.embedding.weight)
+    out = enc(codes)
+    assert out.shape == (4, 3)
+    torch.testing.assert_close(out[2], out[3])                    # a set: order of targets does not matter
+    with torch.no_grad():
+        enc.embedding.weight[0].fill_(123.0)                      # padding never contributes
+    torch.testing.assert_close(enc(codes)[1], out[1])
+
+
+def _one_epoch(adata, max_cells=30):
+    bulk = pseudobulk(adata)
+    vocab = TargetVocabulary.from_labels(bulk.index)
+    model = CVAEPredictor(vocab, epochs=1, n_hidden=32, n_latent=4, max_cells_per_condition=max_cells,
+                          max_control_cells=50).fit(bulk, adata)
+    assert np.isfinite(model.history["train_loss"]).all()
+    labels = [p for p in bulk.index if p != "control"][:3]
+    prediction = model.predict(labels)
+    assert prediction.shape == (3, adata.n_vars) and np.isfinite(prediction.to_numpy()).all()
+
+
+def test_cvae_one_epoch_simulated(additive_screen):
+    _one_epoch(additive_screen)
+
+
+def test_cvae_one_epoch_norman(norman):
+    _one_epoch(norman)
+
+
+def test_cvae_one_epoch_papalexi(papalexi):
+    _one_epoch(papalexi[np.arange(0, papalexi.n_obs, 7)])
+
+
+def test_cvae_loss_and_counterfactual_shapes():
+    torch.manual_seed(0)
+    model = PerturbationCVAE(n_genes=20, n_targets=3, n_latent=2, n_hidden=16, n_embed=4)
+    x = torch.poisson(torch.full((8, 20), 3.0))
+    out = model.loss({"x": x, "targets": torch.tensor([[1, 2]] * 4 + [[0, 0]] * 4)}, kl_weight=0.5)
+    assert torch.isfinite(out.loss) and out.kl.item() >= 0
+    px = model.counterfactual(x, torch.tensor([[3, 0]]))
+    assert px.mu.shape == (8, 20)
+    torch.testing.assert_close(px.mu.sum(-1), x.sum(-1))          # mu = l * rho, rho sums to 1
+
+
+def test_interaction_mix_from_norman_labels(norman_gi):
+    mix = pb.interaction_mix_from_labels(norman_gi["gi_type_labels"]["gi_type"])
+    assert mix.synergy == pytest.approx(30 / 88) and mix.additive == pytest.approx(16 / 88)
+    with pytest.raises(ValueError, match="Unknown GI types"):
+        pb.interaction_mix_from_labels(["ADDITIVE", "WEIRD"])
+
+
+def test_benchmark_tidy_and_leak_free():
+    adata = simulate_perturbations(n_genes=80, n_single=8, n_double=12, cells_per_condition=20, n_control=60, seed=0)
+    truth = adata.uns["ground_truth"]["interactions"]["interaction_type"] == "synergy"
+    data = pb.prepare_perturbation_data(adata, "sim", synergy=truth)
+    methods = pb.default_methods(cvae={"epochs": 1, "n_hidden": 16, "n_latent": 2, "max_control_cells": 20})
+    results = pb.benchmark([data], {"gears": split_gears, "additive": split_additive}, methods, seeds=[0, 1])
+    assert set(results.columns) >= {"dataset", "split", "seed", "method", "group", "metric", "value"}
+    assert set(results["method"]) == set(methods) and set(results["seed"]) == {0, 1}
+    summary = pb.summarize(results)
+    row = summary[(summary.method == "no change") & (summary.metric == "MSE top-20 DE / no change")]
+    assert np.allclose(row["mean"], 1.0)                           # no change is the reference of this metric
+    disc = summary[(summary.method == "no change") & (summary.metric == "discrimination rank")]
+    assert np.allclose(disc["mean"], 0.5)
+    table = pb.format_table(pb.summarize(results, groups=False), ["L2 (top 1,000 genes)", "Pearson delta"])
+    assert table.shape[1] == 2 and "±" in table.iloc[0, 0]
