@@ -49,59 +49,15 @@ def latent_explorer(model, z_reference: torch.Tensor, gene_names: Sequence[str],
     if missing:
         raise ValueError(f"Genes {missing} are not among the model's genes; pick from model.gene_names.")
     idx = [names.index(g) for g in genes]
-    center, spread = z_reference.mean(0), z_reference.std(0)
-    if (is_static() if static is None else static):
-        return _static_traversal(model, center, spread, dims, idx, genes, span, library)
-    return _interactive(model, center, spread, dims, idx, genes, span, library)
-
-
-def _static_traversal(model, center, spread, dims, idx, genes, span, library) -> plt.Figure:
-    steps = torch.linspace(-span, span, 21)
-    fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 3.2), sharey=True, squeeze=False)
-    for ax, d in zip(axes[0], dims):
-        z = center.repeat(len(steps), 1)
-        z[:, d] = center[d] + steps * spread[d]
-        means = decode_means(model, z, library)[:, idx]
-        for j, gene in enumerate(genes):
-            ax.plot(steps.numpy(), means[:, j], label=gene)
-        ax.set(xlabel=f"z[{d}] (sd from the mean cell)", yscale="log", title=f"traversal of z[{d}]")
-    axes[0, 0].set_ylabel(f"decoded mean count (library {library:.0f})")
-    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    plt.show()
-    return fig
-
-
-def _interactive(model, center, spread, dims, idx, genes, span, library):
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    sliders = {d: widgets.FloatSlider(value=0.0, min=-span, max=span, step=0.1, description=f"z[{d}]")
-               for d in dims}
-    out = widgets.Output()
-
-    def redraw(_=None) -> None:
-        z = center.clone()[None, :]
-        for d, slider in sliders.items():
-            z[0, d] = center[d] + slider.value * spread[d]
-        means = decode_means(model, z, library)[0, idx]
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(5, 3))
-            ax.bar(list(genes), means)
-            ax.set(ylabel="decoded mean count", yscale="log", title="decoded marker genes")
-            plt.show()
-
-    for slider in sliders.values():
-        slider.observe(redraw, names="value")
-    redraw()
-    box = widgets.VBox([widgets.HBox(list(sliders.values())), out])
-    display(box)
-    return box
+    device = z_reference.device
+    return traversal_explorer(lambda z: decode_means(model, z.to(device), library)[:, idx],
+                              z_reference.mean(0), z_reference.std(0), dims, list(genes), span=span,
+                              ylabel=f"decoded mean count (library {library:.0f})", static=static, log=True)
 
 
 def traversal_explorer(readout: Callable[[torch.Tensor], np.ndarray], center: torch.Tensor, spread: torch.Tensor,
                        dims: Sequence[int], names: Sequence[str], span: float = 2.5, n_steps: int = 21,
-                       ylabel: str = "readout", static: bool | None = None, title: str = ""):
+                       ylabel: str = "readout", static: bool | None = None, title: str = "", log: bool = False):
     """Traverse latent dimensions and watch any readouts of the decoded cell (a generic explorer).
 
     readout: z (n, latent) -> (n, len(names)) numbers, e.g. decoded marker genes or the projection of
@@ -109,24 +65,33 @@ def traversal_explorer(readout: Callable[[torch.Tensor], np.ndarray], center: to
     step unit; each latent in ``dims`` moves over center +/- ``span`` * spread. Live: one slider per
     dimension and a bar chart of the readouts; static (the book): one panel per dimension with a
     curve per readout, the grid of one-at-a-time traversals (Higgins et al. 2017, fig. 7).
+    ``log`` draws readouts on a log axis.
     """
     center, spread = center.detach().float().cpu(), spread.detach().float().cpu()
     if (is_static() if static is None else static):
-        steps = torch.linspace(-span, span, n_steps)
-        fig, axes = plt.subplots(1, len(dims), figsize=(2.6 * len(dims) + 1.2, 2.9), sharey=True, squeeze=False)
-        for ax, d in zip(axes[0], dims):
-            z = center.repeat(n_steps, 1)
-            z[:, d] = center[d] + steps * spread[d]
-            values = np.asarray(readout(z))                                 # (steps, readouts)
-            for j, name in enumerate(names):
-                ax.plot(steps.numpy(), values[:, j], label=name, color=f"C{j}")
-            ax.set(xlabel=f"z[{d}] (units of spread)", title=f"traverse z[{d}]")
-        axes[0, 0].set_ylabel(ylabel)
-        axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-        if title:
-            fig.suptitle(title)
-        plt.show()
-        return fig
+        return _static_grid(readout, center, spread, dims, names, span, n_steps, ylabel, title, log)
+    return _sliders(readout, center, spread, dims, names, span, ylabel, title, log)
+
+
+def _static_grid(readout, center, spread, dims, names, span, n_steps, ylabel, title, log) -> plt.Figure:
+    steps = torch.linspace(-span, span, n_steps)
+    fig, axes = plt.subplots(1, len(dims), figsize=(2.6 * len(dims) + 1.2, 2.9), sharey=True, squeeze=False)
+    for ax, d in zip(axes[0], dims):
+        z = center.repeat(n_steps, 1)
+        z[:, d] = center[d] + steps * spread[d]
+        values = np.asarray(readout(z))                                 # (steps, readouts)
+        for j, name in enumerate(names):
+            ax.plot(steps.numpy(), values[:, j], label=name, color=f"C{j}")
+        ax.set(xlabel=f"z[{d}] (units of spread)", title=f"traverse z[{d}]", yscale="log" if log else "linear")
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    plt.show()
+    return fig
+
+
+def _sliders(readout, center, spread, dims, names, span, ylabel, title, log):
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -143,7 +108,7 @@ def traversal_explorer(readout: Callable[[torch.Tensor], np.ndarray], center: to
             out.clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(5, 3))
             ax.bar(list(names), values, color=[f"C{j}" for j in range(len(names))])
-            ax.set(ylabel=ylabel, title=title or "readouts of the decoded cell")
+            ax.set(ylabel=ylabel, title=title or "readouts of the decoded cell", yscale="log" if log else "linear")
             plt.show()
 
     for slider in sliders.values():
