@@ -69,13 +69,21 @@ def seed_everything(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
+def default_runs_root(cwd: Path | None = None) -> Path:
+    """``runs/`` of the book when a chapter runs from its ``chapters/`` folder, else ``./runs``."""
+    cwd = Path.cwd() if cwd is None else cwd
+    if cwd.name == "chapters" and (cwd.parent / "_toc.yml").exists():
+        return cwd.parent / "runs"
+    return cwd / "runs"
+
+
 def new_run_dir(name: str, root: str | Path | None = None) -> Path:
     """A fresh ``<root>/<name>/<timestamp>`` directory; an existing one is never reused."""
     if os.environ.get(RUN_DIR_ENV) and root is None:
         path = Path(os.environ[RUN_DIR_ENV])
         path.mkdir(parents=True, exist_ok=True)
         return path
-    base = Path(root if root is not None else Path.cwd() / "runs") / name
+    base = Path(root if root is not None else default_runs_root()) / name
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     path, k = base / stamp, 1
     while path.exists():

@@ -58,3 +58,11 @@ def test_finish_writes_metrics_json(tmp_path, capsys):
 def test_run_directories_are_never_reused(tmp_path):
     first, second = new_run_dir("ch", tmp_path), new_run_dir("ch", tmp_path)
     assert first != second and first.exists() and second.exists()
+
+
+def test_chapters_folder_writes_into_the_books_runs(tmp_path):
+    from genailab_core.config import default_runs_root
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "_toc.yml").write_text("root: intro\n")
+    assert default_runs_root(tmp_path / "chapters") == tmp_path / "runs"
+    assert default_runs_root(tmp_path) == tmp_path / "runs"
