@@ -152,3 +152,24 @@ def test_benchmark_tidy_and_leak_free():
     assert np.allclose(disc["mean"], 0.5)
     table = pb.format_table(pb.summarize(results, groups=False), ["L2 (top 1,000 genes)", "Pearson delta"])
     assert table.shape[1] == 2 and "±" in table.iloc[0, 0]
+
+
+def test_full_norman_path_on_a_full_layout_copy_of_the_subset(norman, tmp_path):
+    """`-p dataset norman2019`: the subset written in scPerturb's layout goes through load_screen,
+    the HVG cut (which keeps every measured target gene) and the benchmark."""
+    import anndata as ad
+
+    labels = norman.obs["condition"].astype(str).str.replace("+", "_", regex=False)
+    obs = pd.DataFrame({"perturbation": pd.Categorical(labels),
+                        "nCount_RNA": norman.obs["library_size"].to_numpy(np.float32),
+                        "nFeature_RNA": np.ones(norman.n_obs), "perturbation_type": "CRISPR"},
+                       index=norman.obs_names)
+    ad.AnnData(X=norman.X.copy(), obs=obs, var=pd.DataFrame(index=norman.var_names)).write_h5ad(
+        tmp_path / "NormanWeissman2019_filtered.h5ad")
+    full = pb.load_screen("norman2019", max_genes=200, path=tmp_path / "NormanWeissman2019_filtered.h5ad")
+    assert list(full.obs["condition"].astype(str)) == list(norman.obs["condition"].astype(str))
+    assert 200 <= full.n_vars <= 201 and "TMSB4X" in full.var_names          # HVGs + the measured target
+    data = pb.prepare_perturbation_data(full, "norman2019")
+    methods = {k: v for k, v in pb.default_methods().items() if k != "CVAE-NB"}
+    results = pb.benchmark([data], {"gears": split_gears}, methods, seeds=[0])
+    assert set(results["method"]) == set(methods) and results["value"].notna().any()

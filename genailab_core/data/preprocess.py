@@ -156,6 +156,7 @@ def select_hvg(
     flavor: str = "seurat_v3",
     batch_key: str | None = None,
     layer: str | None = None,
+    span: float = 0.3,
 ) -> ad.AnnData:
     """Copy of ``adata`` restricted to the ``n_top_genes`` most variable genes, found on counts.
 
@@ -164,6 +165,8 @@ def select_hvg(
         Pearson residuals of an NB model; Lause et al. 2021).
     batch_key: obs column; genes are ranked within each batch and combined.
     layer: counts layer to use instead of ``.X``.
+    span: share of genes in each loess window of ``seurat_v3``. When the loess fit is singular
+        (few genes, many tied means: scanpy issue #1504) it is refitted once with span 1.0, with a warning.
     """
     import scanpy as sc
 
@@ -178,9 +181,7 @@ def select_hvg(
                 "select_hvg(flavor='seurat_v3') needs the scikit-misc package: pip install scikit-misc. "
                 "Or use flavor='pearson_residuals', which needs nothing extra."
             ) from err
-        table = sc.pp.highly_variable_genes(
-            adata, n_top_genes=n_top, flavor="seurat_v3", batch_key=batch_key, layer=layer, inplace=False
-        )
+        table = _seurat_v3_table(adata, n_top, batch_key, layer, span)
     elif flavor == "pearson_residuals":
         table = sc.experimental.pp.highly_variable_genes(
             adata, n_top_genes=n_top, batch_key=batch_key, layer=layer, inplace=False
@@ -191,6 +192,24 @@ def select_hvg(
     out = adata[:, keep].copy()
     out.var["hvg_rank"] = np.asarray(table["highly_variable_rank"])[keep] if "highly_variable_rank" in table else np.nan
     return out
+
+
+def _seurat_v3_table(adata: ad.AnnData, n_top: int, batch_key: str | None, layer: str | None, span: float):
+    import warnings
+
+    import scanpy as sc
+
+    def fit(span_: float):
+        return sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat_v3", batch_key=batch_key,
+                                           layer=layer, span=span_, inplace=False)
+    try:
+        return fit(span)
+    except ValueError as err:
+        if "singularit" not in str(err) or span >= 1.0:
+            raise
+        warnings.warn(f"seurat_v3's loess fit was singular at span={span} ({err}); refitting with span=1.0.",
+                      stacklevel=3)
+        return fit(1.0)
 
 
 def log_normalize(
