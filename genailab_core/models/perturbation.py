@@ -20,6 +20,7 @@ see padded index tensors.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 
 import anndata as ad
@@ -103,7 +104,7 @@ def pseudobulk(adata: ad.AnnData, key: str = "condition", library_key: str = "li
 
 
 # -- baselines -------------------------------------------------------------------------------------
-class _Baseline:
+class _Baseline(ABC):
     """Shared checks: a pseudobulk table with a control row; predictions as a DataFrame."""
 
     control = CONTROL
@@ -120,25 +121,31 @@ class _Baseline:
             np.zeros((0, self.table.shape[1]))
         return pd.DataFrame(rows, index=list(labels), columns=self.table.columns)
 
+    @abstractmethod
     def predict_one(self, label: str) -> np.ndarray:
-        raise NotImplementedError
+        """The predicted profile (genes,) of one perturbation label."""
 
 
 class NoChange(_Baseline):
     """Predict the control profile for every perturbation."""
 
     def predict_one(self, label: str) -> np.ndarray:
-        targets_of(label)
+        targets_of(label)                                                       # rejects a malformed label
         return self.ctrl
 
 
 class TrainingMean(_Baseline):
     """Predict the mean profile of the training perturbations (control excluded)."""
 
+    def fit(self, pseudobulk: pd.DataFrame, adata: ad.AnnData | None = None):
+        super().fit(pseudobulk, adata)
+        rows = pseudobulk.drop(index=self.control)
+        self.mean = rows.to_numpy().mean(0) if len(rows) else self.ctrl         # (genes,)
+        return self
+
     def predict_one(self, label: str) -> np.ndarray:
-        targets_of(label)
-        rows = self.table.drop(index=self.control)
-        return rows.to_numpy().mean(0) if len(rows) else self.ctrl
+        targets_of(label)                                                       # rejects a malformed label
+        return self.mean
 
 
 class Additive(_Baseline):
