@@ -81,10 +81,13 @@ def norman_synergy_labels(gi_type_labels: pd.DataFrame) -> pd.Series:
     return gi_type_labels.set_index("condition")["gi_type"].isin(SYNERGY_TYPES)
 
 
-def de_genes(adata: ad.AnnData, n_genes: int = 20, key: str = "condition", control: str = CONTROL) -> dict[str, np.ndarray]:
-    """Top ``n_genes`` DE genes of each condition against the control: condition -> gene indices.
+def rank_against_control(adata: ad.AnnData, key: str = "condition",
+                         control: str = CONTROL) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every gene of each condition ranked against the control, as GEARS does: scanpy
+    ``rank_genes_groups`` (t-test, by |score|) on log1p(1e4 x / l).
 
-    scanpy ``rank_genes_groups`` (t-test, ranked by |score|) on log1p(1e4 x / l), as GEARS does.
+    Returns (names, adjusted p-values), each (ranked genes, conditions): column c lists the genes
+    of condition c, most changed first, and their Benjamini-Hochberg adjusted p-values.
     """
     import scanpy as sc
 
@@ -92,11 +95,20 @@ def de_genes(adata: ad.AnnData, n_genes: int = 20, key: str = "condition", contr
                                                                index=adata.obs_names), var=adata.var[[]])
     tmp.uns["log1p"] = {"base": None}
     groups = sorted(set(tmp.obs[key]) - {control})
-    sc.tl.rank_genes_groups(tmp, key, groups=groups, reference=control, method="t-test", rankby_abs=True,
-                            n_genes=n_genes)
-    names = pd.DataFrame(tmp.uns["rank_genes_groups"]["names"])
+    sc.tl.rank_genes_groups(tmp, key, groups=groups, reference=control, method="t-test", rankby_abs=True)
+    result = tmp.uns["rank_genes_groups"]
+    return pd.DataFrame(result["names"]), pd.DataFrame(result["pvals_adj"])
+
+
+def de_genes(adata: ad.AnnData, n_genes: int = 20, key: str = "condition", control: str = CONTROL,
+             ranking: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, np.ndarray]:
+    """Top ``n_genes`` DE genes of each condition against the control: condition -> gene indices.
+
+    ranking: the output of :func:`rank_against_control` when it is already computed.
+    """
+    names, _ = ranking if ranking is not None else rank_against_control(adata, key, control)
     index = pd.Index(adata.var_names.astype(str))
-    return {g: index.get_indexer(names[g].astype(str)) for g in groups}
+    return {g: index.get_indexer(names[g][:n_genes].astype(str)) for g in names.columns}
 
 
 @dataclass
