@@ -89,18 +89,6 @@ def calibration_summary(table: pd.DataFrame) -> dict[str, float]:
 
 # -- Counterfactual metrics (chapter 3; scGen's protocol, Lotfollahi et al. 2019) ------------------
 
-def log_normalize_counts(counts, target_sum: float = 1e4) -> np.ndarray:
-    """log1p(target_sum * x / l) with l = sum_g x_g per cell, as scanpy's normalize_total + log1p.
-
-    counts: (cells, genes) counts (numpy, scipy sparse or torch) -> (cells, genes) float64. Cells
-    with no counts stay at 0. Use it for real and model-generated counts alike, so both are
-    transformed the same way before they are compared.
-    """
-    counts = _dense(counts)
-    library = counts.sum(1, keepdims=True)
-    return np.log1p(target_sum * counts / np.where(library > 0, library, 1.0))
-
-
 def mean_expression_r2(real, predicted, genes=None) -> float:
     """R^2 of per-gene mean expression, scGen's score: the squared Pearson correlation of the
     real and predicted per-gene means (the R^2 of a least-squares line through them).

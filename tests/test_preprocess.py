@@ -165,3 +165,24 @@ def test_select_hvg_seurat_v3_without_skmisc_says_what_to_install(simulated, mon
     monkeypatch.setattr(builtins, "__import__", no_skmisc)
     with pytest.raises(ImportError, match="pip install scikit-misc.*pearson_residuals"):
         select_hvg(simulated, flavor="seurat_v3")
+
+
+def test_log_normalize_counts_matches_scanpy_for_every_input_type():
+    import scanpy as sc
+    import torch
+
+    from genailab_core.data import log_normalize_counts
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(3.0, size=(20, 8)).astype(np.float32)
+    adata = ad.AnnData(sp.csr_matrix(counts))
+    expected = np.asarray(sc.pp.log1p(sc.pp.normalize_total(adata, target_sum=1e4, inplace=False)["X"],
+                                      copy=True).todense())
+    np.testing.assert_allclose(log_normalize_counts(counts), expected, rtol=1e-5)
+    np.testing.assert_allclose(log_normalize_counts(sp.csr_matrix(counts)).toarray(), expected, rtol=1e-5)
+    np.testing.assert_allclose(log_normalize_counts(torch.as_tensor(counts)), expected, rtol=1e-5)
+    assert np.all(log_normalize_counts(np.zeros((2, 3))) == 0)                      # empty cells stay 0
+    panel = np.full(20, 1e4)                                                          # a library counted over more genes
+    np.testing.assert_allclose(log_normalize_counts(counts, library=panel), np.log1p(counts), rtol=1e-6)
+    with pytest.raises(ValueError, match="one size per cell"):
+        log_normalize_counts(counts, library=panel[:3])

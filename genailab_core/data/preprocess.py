@@ -212,6 +212,29 @@ def _seurat_v3_table(adata: ad.AnnData, n_top: int, batch_key: str | None, layer
         return fit(1.0)
 
 
+def log_normalize_counts(counts, library: np.ndarray | None = None, target_sum: float = 1e4):
+    """log1p(target_sum * x / l) per cell, as scanpy's normalize_total + log1p, for any counts matrix.
+
+    counts: (cells, genes) numpy array, scipy sparse matrix or torch tensor (e.g. counts a model
+        generated), so real and generated counts go through the same transformation.
+    library: (cells,) library sizes l; None uses the row sums. Pass ``obs["library_size"]`` when
+        the matrix holds a subset of the genes the library was counted over (a gene panel).
+    Returns CSR for sparse input, else a float64 array. A cell with l = 0 (no counts) stays 0.
+    """
+    if hasattr(counts, "detach"):
+        counts = counts.detach().cpu().numpy()
+    x = sp.csr_matrix(counts, dtype=np.float64) if sp.issparse(counts) else np.asarray(counts, dtype=np.float64)
+    library = np.asarray(x.sum(1)).ravel() if library is None else np.asarray(library, dtype=np.float64)
+    if library.shape != (x.shape[0],):
+        raise ValueError(f"library has shape {library.shape}; expected one size per cell, ({x.shape[0]},).")
+    scale = target_sum / np.where(library > 0, library, 1.0)                    # (cells,)
+    if sp.issparse(x):
+        y = sp.diags(scale) @ x
+        y.data = np.log1p(y.data)
+        return y.tocsr()
+    return np.log1p(x * scale[:, None])
+
+
 def log_normalize(
     adata: ad.AnnData,
     target_sum: float = 1e4,

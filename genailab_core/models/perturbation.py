@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from ..data.preprocess import log_normalize_counts
 from ..data.simulate import sample_negative_binomial
 from ..data.splits import CONTROL, targets_of
 from ..distributions import NegativeBinomial
@@ -80,14 +81,12 @@ class TargetVocabulary:
 
 def log_normalized(adata: ad.AnnData, library_key: str = "library_size") -> sp.csr_matrix:
     """log1p(1e4 x / l): (cells, genes) CSR, with l from ``obs[library_key]`` (else row sums)."""
-    x = sp.csr_matrix(adata.X, dtype=np.float64)
+    x = sp.csr_matrix(adata.X)
     library = (adata.obs[library_key].to_numpy(dtype=np.float64) if library_key in adata.obs
                else np.asarray(x.sum(1)).ravel())
     if (library <= 0).any():
         raise ValueError(f"{int((library <= 0).sum())} cells have library size <= 0; drop empty cells first.")
-    y = sp.diags(TARGET_SUM / library) @ x
-    y.data = np.log1p(y.data)
-    return y.tocsr()
+    return log_normalize_counts(x, library, TARGET_SUM)
 
 
 def pseudobulk(adata: ad.AnnData, key: str = "condition", library_key: str = "library_size") -> pd.DataFrame:
