@@ -17,7 +17,6 @@ from genailab_core.models.perturbation import (
     CVAEPredictor,
     LinearPCA,
     NoChange,
-    PerturbationCVAE,
     PerturbationSetEncoder,
     TargetVocabulary,
     TrainingMean,
@@ -119,15 +118,26 @@ def test_cvae_one_epoch_papalexi(papalexi):
     _one_epoch(papalexi[np.arange(0, papalexi.n_obs, 7)])
 
 
-def test_cvae_loss_and_counterfactual_shapes():
+def test_cvae_nb_is_a_vae_with_a_set_encoder():
     torch.manual_seed(0)
-    model = PerturbationCVAE(n_genes=20, n_targets=3, n_latent=2, n_hidden=16, n_embed=4)
+    vocabulary = TargetVocabulary(["A", "B", "C"])
+    model = CVAEPredictor(vocabulary, n_latent=2, n_hidden=16, n_embed=4).new_model(20)
     x = torch.poisson(torch.full((8, 20), 3.0))
     out = model.loss({"x": x, "targets": torch.tensor([[1, 2]] * 4 + [[0, 0]] * 4)}, kl_weight=0.5)
     assert torch.isfinite(out.loss) and out.kl.item() >= 0
-    px = model.counterfactual(x, torch.tensor([[3, 0]]))
-    assert px.mu.shape == (8, 20)
-    torch.testing.assert_close(px.mu.sum(-1), x.sum(-1))          # mu = l * rho, rho sums to 1
+    model.eval()
+    control, perturbed = torch.zeros(8, 2, dtype=torch.long), torch.tensor([[3, 0]] * 8)
+    mu = model.counterfactual(x, control, perturbed)
+    assert mu.shape == (8, 20)
+    torch.testing.assert_close(mu.sum(-1), x.sum(-1))                 # mu = l * rho, rho sums to 1
+    # an untrained (zero) gene embedding encodes as the empty set: the prediction is the control's
+    torch.testing.assert_close(mu, model.counterfactual(x, control, control))
+
+
+def test_condition_encoder_needs_exactly_one_key():
+    from genailab_core.models import VAE
+    with pytest.raises(ValueError, match="one condition key"):
+        VAE(20, condition_keys=["a", "b"], condition_encoder=PerturbationSetEncoder(3, 4, 4, 8))
 
 
 def test_interaction_mix_from_norman_labels(norman_gi):

@@ -4,12 +4,11 @@ from .perturbation import (
     CVAEPredictor,
     LinearPCA,
     NoChange,
-    PerturbationCVAE,
     PerturbationSetEncoder,
     TargetVocabulary,
     TrainingMean,
 )
 from .vae import VAE, LinearGaussianVAE
 
-__all__ = ["VAE", "LinearGaussianVAE", "Additive", "CVAEPredictor", "LinearPCA", "NoChange", "PerturbationCVAE",
+__all__ = ["VAE", "LinearGaussianVAE", "Additive", "CVAEPredictor", "LinearPCA", "NoChange",
            "PerturbationSetEncoder", "TargetVocabulary", "TrainingMean"]

@@ -13,8 +13,8 @@ Baselines, after Ahlmann-Eltze et al. (2025) and GEARS (Roohani et al. 2024):
 - :class:`Additive`: ``ctrl + (y_A - ctrl) + (y_B - ctrl)`` from the measured singles.
 - :class:`LinearPCA`: Ahlmann-Eltze et al.'s linear model ``Y ~ G W P^T + b`` with PCA embeddings.
 
-and :class:`CVAEPredictor`, a conditional VAE with an NB likelihood (:class:`PerturbationCVAE`)
-whose condition is a learned embedding of the set of target genes (:class:`PerturbationSetEncoder`).
+and :class:`CVAEPredictor`, chapter 3's conditional VAE with an NB likelihood whose condition is
+a learned embedding of the set of target genes (:class:`PerturbationSetEncoder`).
 Labels ("A+B") are parsed only in :class:`TargetVocabulary`, the data boundary; the networks
 see padded index tensors.
 """
@@ -29,14 +29,13 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import nn
-from torch.distributions import Normal, kl_divergence
 
 from ..data.preprocess import log_normalize_counts
 from ..data.simulate import sample_negative_binomial
 from ..data.splits import CONTROL, targets_of
 from ..distributions import NegativeBinomial
-from ..nn import MLP, CountDecoder, GaussianEncoder
-from ..train import LossOutput
+from ..nn import MLP
+from .vae import VAE
 
 TARGET_SUM = 1e4
 
@@ -225,6 +224,7 @@ class PerturbationSetEncoder(nn.Module):
 
     def __init__(self, n_targets: int, n_embed: int = 32, n_out: int = 32, n_hidden: int = 64):
         super().__init__()
+        self.n_out = n_out
         self.embedding = nn.Embedding(n_targets + 1, n_embed, padding_idx=0)    # phi: gene -> R^n_embed
         nn.init.zeros_(self.embedding.weight)
         self.rho = MLP(n_embed, n_out, n_hidden, 1, norm=None)
@@ -233,55 +233,6 @@ class PerturbationSetEncoder(nn.Module):
         mask = (targets > 0).unsqueeze(-1).to(self.embedding.weight.dtype)       # (batch, k, 1)
         h = (self.embedding(targets) * mask).sum(1)                             # (batch, n_embed) sum pooling
         return self.rho(h)
-
-
-class PerturbationCVAE(nn.Module):
-    """Conditional VAE with an NB likelihood (Sohn et al. 2015; scVI's decoder, Lopez et al. 2018).
-
-        c = setenc(targets),  q(z | x, c) = N(mu(log1p x, c), sigma^2),  p(z) = N(0, I),
-        x_g | z, c ~ NB(l * softmax(f(z, c))_g, theta_g),  l = sum_g x_g.
-
-    A perturbation's prediction decodes control cells' z (encoded with the control's c) with the
-    perturbation's c: the counterfactual "this control cell, perturbed".
-    """
-
-    def __init__(self, n_genes: int, n_targets: int, n_latent: int = 10, n_hidden: int = 128,
-                 n_embed: int = 32, dropout: float = 0.1):
-        super().__init__()
-        self.n_genes, self.n_latent = n_genes, n_latent
-        self.perturbation_encoder = PerturbationSetEncoder(n_targets, n_embed, n_embed, n_hidden)
-        self.encoder = GaussianEncoder(n_genes + n_embed, n_latent, n_hidden, 1, dropout)
-        self.decoder = CountDecoder(n_latent + n_embed, n_genes, n_hidden, 1, 0.0)
-        self.log_theta = nn.Parameter(torch.zeros(n_genes))                    # per-gene inverse dispersion
-
-    def encode(self, x: torch.Tensor, c: torch.Tensor) -> Normal:
-        """q(z | x, c). x: (batch, genes) counts, c: (batch, n_embed) -> Normal (batch, n_latent)."""
-        return self.encoder(torch.cat([torch.log1p(x), c], dim=-1))
-
-    def decode(self, z: torch.Tensor, c: torch.Tensor, library: torch.Tensor) -> NegativeBinomial:
-        """p(x | z, c). z: (batch, latent), c: (batch, n_embed), library: (batch, 1) -> NB (batch, genes)."""
-        rho, _ = self.decoder(torch.cat([z, c], dim=-1))
-        return NegativeBinomial((library * rho).clamp_min(1e-8), self.log_theta.exp(), validate_args=False)
-
-    def loss(self, batch: dict[str, torch.Tensor], kl_weight: float = 1.0) -> LossOutput:
-        """Negative ELBO per cell (mean over the batch). batch: "x" (B, G) counts, "targets" (B, k) long."""
-        x = batch["x"]
-        c = self.perturbation_encoder(batch["targets"])
-        qz = self.encode(x, c)
-        z = qz.rsample()                                                        # reparameterization
-        px = self.decode(z, c, x.sum(-1, keepdim=True))
-        reconstruction = px.log_prob(x).sum(-1)                                 # (B,)
-        kl = kl_divergence(qz, Normal(torch.zeros_like(z), torch.ones_like(z))).sum(-1)
-        return LossOutput(loss=-(reconstruction - kl_weight * kl).mean(), reconstruction=-reconstruction.mean(),
-                          kl=kl.mean())
-
-    @torch.no_grad()
-    def counterfactual(self, x_control: torch.Tensor, targets: torch.Tensor) -> NegativeBinomial:
-        """p(x | z_ctrl, c_pert) for control cells: x_control (B, G), targets (1 or B, k) -> NB (B, G)."""
-        empty = torch.zeros(x_control.shape[0], targets.shape[1], dtype=torch.long, device=x_control.device)
-        z = self.encode(x_control, self.perturbation_encoder(empty)).loc       # posterior means
-        c = self.perturbation_encoder(targets).expand(x_control.shape[0], -1)
-        return self.decode(z, c, x_control.sum(-1, keepdim=True))
 
 
 class _WithTargets:
@@ -297,7 +248,14 @@ class _WithTargets:
 
 
 class CVAEPredictor:
-    """Train a :class:`PerturbationCVAE` on the training cells and predict pseudobulk profiles.
+    """Train a CVAE-NB on the training cells and predict pseudobulk profiles.
+
+    The model is chapter 3's :class:`~genailab_core.models.vae.VAE` with an NB likelihood whose
+    condition is the perturbation's set of targets, encoded by :class:`PerturbationSetEncoder`
+    and fed to encoder and decoder (Sohn et al. 2015; scVI's decoder, Lopez et al. 2018):
+
+        c = setenc(targets),  q(z | x, c) = N(mu(log1p x, c), sigma^2),  p(z) = N(0, I),
+        x_g | z, c ~ NB(l * softmax(f(z, c))_g, theta_g),  l = sum_g x_g.
 
     A prediction decodes the training control cells under the perturbation and under the control,
     draws NB counts and log-normalizes them with each control cell's library size, as the data
@@ -317,7 +275,7 @@ class CVAEPredictor:
                  device: str | torch.device = "cpu", max_control_cells: int = 500,
                  max_cells_per_condition: int | None = None, n_draws: int = 4000):
         self.vocabulary = vocabulary
-        self.kwargs = {"n_latent": n_latent, "n_hidden": n_hidden, "n_embed": n_embed, "dropout": dropout}
+        self.n_latent, self.n_hidden, self.n_embed, self.dropout = n_latent, n_hidden, n_embed, dropout
         self.epochs, self.lr, self.batch_size, self.kl_warmup = epochs, lr, batch_size, kl_warmup_epochs
         self.seed, self.device, self.max_control_cells = seed, torch.device(device), max_control_cells
         self.max_cells_per_condition, self.n_draws = max_cells_per_condition, n_draws
@@ -336,7 +294,7 @@ class CVAEPredictor:
             raise ValueError("The training cells' genes differ from the pseudobulk's columns; use the same genes.")
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        self.model = PerturbationCVAE(adata.n_vars, len(self.vocabulary), **self.kwargs).to(self.device)
+        self.model = self.new_model(adata.n_vars).to(self.device)
         batches = CountBatches(self._subsample(adata, rng), batch_size=self.batch_size, condition_keys=["condition"], device=self.device,
                                seed=self.seed)
         table = self.vocabulary.encode(list(batches.categories["condition"].astype(str))).to(self.device)
@@ -352,6 +310,12 @@ class CVAEPredictor:
                                             if "library_size" in control.obs else self.x_control.sum(1).cpu().numpy(),
                                             device=self.device)[:, None]       # (cells, 1) for log-normalizing
         return self
+
+    def new_model(self, n_genes: int) -> VAE:
+        """The CVAE-NB: a VAE whose condition is the batch's "targets" (B, k), set-encoded."""
+        set_encoder = PerturbationSetEncoder(len(self.vocabulary), self.n_embed, self.n_embed, self.n_hidden)
+        return VAE(n_genes, self.n_latent, self.n_hidden, likelihood="nb", dropout=self.dropout,
+                   condition_keys=["targets"], condition_encoder=set_encoder)
 
     def _subsample(self, adata: ad.AnnData, rng: np.random.Generator) -> ad.AnnData:
         """At most ``max_cells_per_condition`` random cells of each condition (all when None)."""
@@ -374,8 +338,9 @@ class CVAEPredictor:
     def _decoded_mean(self, label: str) -> np.ndarray:
         """Mean over the control cells of log1p(1e4 x~ / l), x~ ~ NB(counterfactual under ``label``): (genes,)."""
         rng = np.random.default_rng(self.seed)                                  # same seed: common random numbers
-        targets = self.vocabulary.encode([label]).to(self.device)
-        mu = self.model.counterfactual(self.x_control, targets).mu.cpu().numpy()  # (cells, genes)
+        targets = self.vocabulary.encode([label]).to(self.device).expand(self.x_control.shape[0], -1)
+        control = torch.zeros_like(targets)                                     # the empty set: the control's code
+        mu = self.model.counterfactual(self.x_control, control, targets).cpu().numpy()  # (cells, genes) NB means
         repeats = max(1, -(-self.n_draws // mu.shape[0]))                         # ceil(n_draws / cells)
         mu = np.tile(mu, (repeats, 1))                                           # (draws, genes)
         counts = sample_negative_binomial(rng, mu, self.model.log_theta.exp().cpu().numpy())  # Gamma-Poisson

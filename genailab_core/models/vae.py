@@ -39,7 +39,10 @@ class VAE(nn.Module):
     Conditions: ``condition_keys`` names obs columns (the keys of a ``CountBatches`` batch) and
     ``n_conditions`` their numbers of categories; ``condition_dim`` None one-hot encodes them,
     an integer learns an embedding of that size. ``inject`` is "both" (encoder and decoder, the
-    CVAE of Sohn et al. 2015) or "decoder" (as scVI does for batch).
+    CVAE of Sohn et al. 2015) or "decoder" (as scVI does for batch). ``condition_encoder``
+    replaces the categorical embedding by any module with an ``n_out`` attribute that maps the
+    batch tensor of its one condition key to (batch, n_out), e.g. a set encoder of perturbation
+    targets (models/perturbation.py).
     Objective: ``beta`` weights the KL (1 = the ELBO); ``free_bits`` > 0 stops penalizing the KL
     of a latent dimension below that many nats (batch mean, Kingma et al. 2016, eq. 15);
     ``objective="iwae"`` trains the K-sample bound with K = ``n_importance`` (Burda et al. 2016).
@@ -49,6 +52,7 @@ class VAE(nn.Module):
                  likelihood: str = "nb", dropout: float = 0.1, norm: str | None = "batch",
                  gene_names: Sequence[str] | None = None, condition_keys: Sequence[str] = (),
                  n_conditions: Sequence[int] = (), condition_dim: int | None = None, inject: str = "both",
+                 condition_encoder: nn.Module | None = None,
                  beta: float = 1.0, free_bits: float = 0.0, objective: str = "elbo", n_importance: int = 1):
         super().__init__()
         if likelihood not in LIKELIHOODS:
@@ -56,7 +60,9 @@ class VAE(nn.Module):
         if objective not in OBJECTIVES or n_importance < 1:
             raise ValueError(f"objective must be one of {OBJECTIVES} and n_importance >= 1, "
                              f"got {objective!r}, {n_importance}.")
-        if len(condition_keys) != len(n_conditions) or inject not in ("both", "decoder"):
+        if condition_encoder is not None and (len(condition_keys) != 1 or n_conditions):
+            raise ValueError("A condition_encoder reads one condition key: give condition_keys=[key] and no n_conditions.")
+        if condition_encoder is None and len(condition_keys) != len(n_conditions) or inject not in ("both", "decoder"):
             raise ValueError("Give one number of categories per condition key, and inject='both' or 'decoder'.")
         if beta < 0 or free_bits < 0:
             raise ValueError(f"beta and free_bits must be >= 0, got {beta}, {free_bits}.")
@@ -66,7 +72,8 @@ class VAE(nn.Module):
         if self.gene_names is not None and len(self.gene_names) != n_genes:
             raise ValueError(f"gene_names has {len(self.gene_names)} names but n_genes={n_genes}.")
         self.condition_keys, self.inject = list(condition_keys), inject
-        self.embed = ConditionEmbedding(n_conditions, condition_dim) if self.condition_keys else None
+        self.embed = condition_encoder if condition_encoder is not None else (
+            ConditionEmbedding(n_conditions, condition_dim) if self.condition_keys else None)
         n_c = self.embed.n_out if self.embed is not None else 0
         self.encoder = GaussianEncoder(n_genes + (n_c if inject == "both" else 0), n_latent, n_hidden,
                                        n_layers, dropout, norm)
@@ -103,13 +110,16 @@ class VAE(nn.Module):
         return self.log_scale if self.likelihood == "gaussian" else self.log_theta
 
     def conditions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The condition codes of a batch, c: (batch, n_keys) long, or None for an unconditional VAE."""
+        """The condition codes of a batch, c: (batch, n_keys) long (or what a custom condition encoder
+        reads), or None for an unconditional VAE."""
         if not self.condition_keys:
             return None
         missing = [k for k in self.condition_keys if k not in batch]
         if missing:
             raise KeyError(f"The batch has no condition {missing}; build it with "
                            f"CountBatches(adata, condition_keys={self.condition_keys}).")
+        if not isinstance(self.embed, ConditionEmbedding):
+            return batch[self.condition_keys[0]]                            # the custom encoder's input as is
         return torch.stack([batch[k] for k in self.condition_keys], dim=-1)
 
     def _with_conditions(self, h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
