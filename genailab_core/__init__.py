@@ -6,10 +6,11 @@ data sets, ``gl.models`` for models, ``gl.fit`` to train them, ``gl.metrics`` to
 """
 from . import data, distributions, metrics, models, nn, plotting, train, widgets
 from .book import show_source
-from .config import PROFILES, Run, Settings, UnknownProfileError, resolve_profile, seed_everything, setup
+from .config import (PROFILES, Run, Settings, UnknownProfileError, resolve_profile, seed_everything, set_cpu_threads,
+                     setup)
 from .train import LossOutput, fit
 
 __version__ = "0.1.0"
 __all__ = ["PROFILES", "LossOutput", "Run", "Settings", "UnknownProfileError", "data", "distributions", "fit",
-           "metrics", "models", "nn", "plotting", "resolve_profile", "seed_everything", "setup", "show_source",
-           "train", "widgets", "__version__"]
+           "metrics", "models", "nn", "plotting", "resolve_profile", "seed_everything", "set_cpu_threads", "setup",
+           "show_source", "train", "widgets", "__version__"]

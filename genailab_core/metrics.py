@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import silhouette_score
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 
@@ -52,6 +52,21 @@ def knn_accuracy(embedding: np.ndarray, labels: np.ndarray, k: int = 15, n_folds
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     scores = cross_val_score(KNeighborsClassifier(n_neighbors=k), np.asarray(embedding), labels, cv=folds)
     return float(scores.mean())
+
+
+def knn_confusion(embedding: np.ndarray, labels: np.ndarray, k: int = 15, n_folds: int = 5,
+                  seed: int = 0) -> pd.DataFrame:
+    """Cross-validated confusion table of the kNN classifier of ``knn_accuracy`` (same folds).
+
+    Rows: true label; columns: predicted label; entries: cells. Each cell is predicted by the fold
+    model that did not see it (out-of-fold predictions).
+    """
+    labels = np.asarray(labels)
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(KNeighborsClassifier(n_neighbors=k), np.asarray(embedding), labels, cv=folds)
+    names = np.unique(labels)
+    return pd.crosstab(pd.Categorical(labels, names), pd.Categorical(predicted, names),
+                       rownames=["true"], colnames=["predicted"], dropna=False)
 
 
 def silhouette(embedding: np.ndarray, labels: np.ndarray, seed: int = 0, sample_size: int | None = 5000) -> float:

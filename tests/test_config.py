@@ -66,3 +66,19 @@ def test_chapters_folder_writes_into_the_books_runs(tmp_path):
     (tmp_path / "_toc.yml").write_text("root: intro\n")
     assert default_runs_root(tmp_path / "chapters") == tmp_path / "runs"
     assert default_runs_root(tmp_path) == tmp_path / "runs"
+
+
+def test_cpu_threads_from_argument_then_env(monkeypatch, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("GENAILAB_THREADS", "1")
+        assert gl.set_cpu_threads() == 1 and torch.get_num_threads() == 1
+        run = gl.setup("smoke", name="t", run_root=tmp_path, verbose=False, threads=2)
+        assert run.profile == "smoke" and torch.get_num_threads() == 2     # the argument wins
+        monkeypatch.setenv("GENAILAB_THREADS", "many")
+        with pytest.raises(ValueError, match="GENAILAB_THREADS"):
+            gl.set_cpu_threads()
+        with pytest.raises(ValueError, match="positive integer"):
+            gl.set_cpu_threads(0)
+    finally:
+        torch.set_num_threads(before)

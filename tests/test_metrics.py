@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
 
-from genailab_core.metrics import calibration_summary, gene_calibration, knn_accuracy, silhouette
+from genailab_core.metrics import calibration_summary, gene_calibration, knn_accuracy, knn_confusion, silhouette
 
 
 def test_knn_accuracy_separable_and_random():
@@ -14,6 +14,19 @@ def test_knn_accuracy_separable_and_random():
     assert knn_accuracy(emb, labels, k=15) == 1.0
     shuffled = rng.permutation(labels)
     assert knn_accuracy(emb, shuffled, k=15) < 0.5
+
+
+def test_knn_confusion_counts_out_of_fold_errors():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 100)
+    centers = {"a": [0, 0], "b": [20, 0], "c": [0, 20]}
+    emb = np.array([centers[l] for l in labels]) + rng.normal(size=(300, 2))
+    emb[:3] = [20, 0]                        # three "a" cells sit inside cluster b: predicted b
+    table = knn_confusion(emb, labels, k=15)
+    assert list(table.index) == list(table.columns) == ["a", "b", "c"]
+    assert table.loc["a", "b"] == 3 and table.loc["a", "a"] == 97
+    assert table.loc["b", "b"] == table.loc["c", "c"] == 100 and table.to_numpy().sum() == 300
+    assert np.trace(table.to_numpy()) / 300 == pytest.approx(knn_accuracy(emb, labels, k=15), abs=0.01)
 
 
 def test_silhouette_hand_case():

@@ -40,3 +40,17 @@ def test_chapter_contract(path):
     assert "run.finish(" in "".join(code[-1]["source"]), "the last cell must call run.finish(metrics)"
     assert "gl.setup(" in "".join("".join(c["source"]) for c in code) or "genailab_core.setup(" in \
         "".join("".join(c["source"]) for c in code)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill parses each line of the parameters cell; a line it cannot parse drops that parameter
+    from `papermill --help-notebook` and makes `-p` warn "Passed unknown parameter"."""
+    from papermill.translators import PythonTranslator
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    source = "".join(cell["source"])
+    assigned = [line.split("=")[0].strip() for line in source.splitlines()
+                if line and not line[0].isspace() and not line.startswith("#") and "=" in line.split("#")[0]]
+    inferred = [p.name for p in PythonTranslator.inspect({"source": source})]
+    assert inferred == assigned and {"profile", "seed"} <= set(inferred)

@@ -241,8 +241,11 @@ def log_normalize(
     layer: str = "log1p",
     counts_layer: str | None = None,
 ) -> None:
-    """Write ``log1p(target_sum * x / library_size)`` into ``adata.layers[layer]``; ``.X`` is untouched.
+    """Write ``log1p(target_sum * x / l)`` into ``adata.layers[layer]``; ``.X`` is untouched.
 
+    l is each cell's total over the genes in ``adata`` (scanpy's ``normalize_total``), so after an
+    HVG cut it is the HVG total; use ``log_normalize_counts(x, library=obs["library_size"])`` to
+    divide by a whole-transcriptome total instead.
     counts_layer: layer holding the counts (default ``.X``).
     """
     import scanpy as sc
