@@ -34,6 +34,7 @@ def test_chapter_contract(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert not any(c.get("outputs") or c.get("execution_count") for c in code), "clear the outputs before committing"
+    assert nb["nbformat_minor"] < 5 or all("id" in c for c in nb["cells"]), "a cell has no id (nbformat 4.5)"
     assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code), "no cell tagged 'parameters'"
     assert f"chapters/{path.stem}" in toc_files(), "chapter missing from _toc.yml"
     assert header_problems(path) == [], "run: python -m genailab_core sync-headers"
