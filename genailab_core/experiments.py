@@ -30,18 +30,35 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def find_chapter(name: str | Path, chapters_dir: str | Path | None = None) -> Path:
+    """A notebook path, or a chapter named by its file stem or number: '02_vae', '02', '2' -> chapters/02_vae.ipynb."""
+    path = Path(name)
+    if path.suffix == ".ipynb" or path.exists():
+        if not path.exists():
+            raise FileNotFoundError(f"No notebook at {path}; chapters live in chapters/NN_name.ipynb.")
+        return path
+    from .book import ROOT
+    folder = Path(chapters_dir) if chapters_dir is not None else ROOT / "chapters"
+    available = sorted(folder.glob("*.ipynb"))
+    key = str(name).zfill(2) if str(name).isdigit() else str(name)
+    matches = [p for p in available if p.stem == key] or [p for p in available if p.stem.startswith(f"{key}_")]
+    if len(matches) != 1:
+        names = ", ".join(p.stem for p in available) or "none"
+        raise FileNotFoundError(f"No single chapter matches {str(name)!r} in {folder}; the chapters are: {names}. "
+                                "Give a chapter's name, its number, or a notebook path.")
+    return matches[0]
+
+
 def run_chapter(notebook: str | Path, profile: str = "auto", parameters: dict[str, Any] | None = None,
                 runs_root: str | Path = "runs", progress: bool = True) -> Path:
-    """Execute ``notebook`` with papermill into a new run directory; return that directory.
+    """Execute ``notebook`` (a path, or a chapter's name or number) with papermill; return the new run directory.
 
     Widgets are drawn as static figures (``GENAILAB_STATIC=1`` unless set), since a saved
     notebook keeps images but not a live kernel behind its sliders.
     """
     import papermill
 
-    notebook = Path(notebook)
-    if not notebook.exists():
-        raise FileNotFoundError(f"No notebook at {notebook}; chapters live in chapters/NN_name.ipynb.")
+    notebook = find_chapter(notebook)
     resolve_profile(profile)                                        # fail fast on a bad profile name
     run_dir = new_run_dir(notebook.stem, Path(runs_root).resolve())
     params = {"profile": profile, **(parameters or {})}
@@ -80,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genailab_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="execute a chapter with papermill into runs/<chapter>/<timestamp>/")
-    run_p.add_argument("notebook")
+    run_p.add_argument("notebook", help="a chapter: its name (02_vae), number (2) or notebook path")
     run_p.add_argument("--profile", default="auto", help="smoke, quick, full or auto (default)")
     run_p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     run_p.add_argument("--runs", default="runs", help="root folder of run directories")

@@ -4,7 +4,7 @@ import json
 import nbformat
 import pytest
 
-from genailab_core.experiments import main, parse_value, report, run_chapter
+from genailab_core.experiments import find_chapter, main, parse_value, report, run_chapter
 
 
 def tiny_chapter(path):
@@ -48,3 +48,16 @@ def test_cli_rejects_unknown_profile_before_running(tmp_path):
 def test_report_on_empty_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="run a chapter first"):
         report(tmp_path)
+
+
+def test_find_chapter_by_name_number_or_path(tmp_path):
+    for stem in ("02_vae", "03_cvae", "17_perturbseq_data"):
+        tiny_chapter(tmp_path / f"{stem}.ipynb")
+    assert find_chapter("02_vae", tmp_path) == tmp_path / "02_vae.ipynb"
+    assert find_chapter("3", tmp_path) == find_chapter("03", tmp_path) == tmp_path / "03_cvae.ipynb"
+    assert find_chapter(tmp_path / "17_perturbseq_data.ipynb") == tmp_path / "17_perturbseq_data.ipynb"
+    with pytest.raises(FileNotFoundError, match="the chapters are: 02_vae, 03_cvae, 17_perturbseq_data"):
+        find_chapter("5", tmp_path)
+    with pytest.raises(FileNotFoundError, match="No notebook at"):
+        find_chapter(tmp_path / "missing.ipynb")
+    assert find_chapter("02_vae").name == "02_vae.ipynb"          # the book's own chapters folder
