@@ -14,7 +14,7 @@ NB ?= chapters/02_vae.ipynb
 PROFILE ?= auto
 ARGS ?=
 
-.PHONY: install book test unit notebooks book-check run bench report clean
+.PHONY: install book test unit notebooks book-check run bench report lab clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ book-check: install
 
 run: install
 	$(PY) -m genailab_core run $(NB) --profile $(PROFILE) $(ARGS)
+
+# Jupyter Lab on the chapters; JupyterLab is installed into .venv on first use.
+lab: install
+	@test -x $(VENV)/bin/jupyter-lab || $(PY) -m pip install $(PIP_QUIET) -e ".[lab]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(VENV)/bin/jupyter lab chapters
 
 report: install
 	$(PY) -m genailab_core report runs
