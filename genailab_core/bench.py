@@ -19,7 +19,7 @@ import anndata as ad
 import numpy as np
 import torch
 
-from .config import seed_everything
+from .config import seed_everything, set_cpu_threads
 from .data import CountBatches, load_pbmc3k, select_hvg, split_cells
 from .metrics import heldout_elbo, knn_accuracy, marginal_log_likelihood
 from .models import VAE
@@ -103,7 +103,7 @@ def _knn(latent: np.ndarray, train, val) -> float:
 def bench_vae(epochs: int | None = None, seed: int = 0, out_dir: str | Path = "bench_results") -> dict:
     """Train both models on the same split, print the comparison and write it as JSON."""
     settings = BenchSettings(**({"epochs": epochs} if epochs else {}))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    print(f"torch CPU threads: {set_cpu_threads()} (both models; set GENAILAB_THREADS to change)")
     train, val = prepare_pbmc(settings, seed)
     print(f"PBMC 3k: {train.n_obs} training and {val.n_obs} held-out cells x {train.n_vars} genes")
     ours = run_genailab(train, val, settings, seed)
