@@ -33,10 +33,10 @@ def parse_value(text: str) -> Any:
 def find_chapter(name: str | Path, chapters_dir: str | Path | None = None) -> Path:
     """A notebook path, or a chapter named by its file stem or number: '02_vae', '02', '2' -> chapters/02_vae.ipynb."""
     path = Path(name)
-    if path.suffix == ".ipynb" or path.exists():
-        if not path.exists():
-            raise FileNotFoundError(f"No notebook at {path}; chapters live in chapters/NN_name.ipynb.")
+    if path.exists():
         return path
+    if path.suffix == ".ipynb":
+        raise FileNotFoundError(f"No notebook at {path}; chapters live in chapters/NN_name.ipynb.")
     from .book import ROOT
     folder = Path(chapters_dir) if chapters_dir is not None else ROOT / "chapters"
     available = sorted(folder.glob("*.ipynb"))

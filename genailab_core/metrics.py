@@ -43,14 +43,18 @@ def _conditions_of(model):
     return getattr(model, "conditions", None)
 
 
+def _knn_cv(k: int, n_folds: int, seed: int) -> tuple[KNeighborsClassifier, StratifiedKFold]:
+    """The k-NN classifier and the shuffled stratified folds shared by knn_accuracy and knn_confusion."""
+    return KNeighborsClassifier(n_neighbors=k), StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+
+
 def knn_accuracy(embedding: np.ndarray, labels: np.ndarray, k: int = 15, n_folds: int = 5, seed: int = 0) -> float:
     """Cross-validated accuracy of a k-nearest-neighbour classifier of ``labels`` on ``embedding``.
 
     embedding: (cells, dims); labels: (cells,). Stratified ``n_folds``-fold, Euclidean distance.
     """
-    labels = np.asarray(labels)
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(KNeighborsClassifier(n_neighbors=k), np.asarray(embedding), labels, cv=folds)
+    classifier, folds = _knn_cv(k, n_folds, seed)
+    scores = cross_val_score(classifier, np.asarray(embedding), np.asarray(labels), cv=folds)
     return float(scores.mean())
 
 
@@ -62,8 +66,8 @@ def knn_confusion(embedding: np.ndarray, labels: np.ndarray, k: int = 15, n_fold
     model that did not see it (out-of-fold predictions).
     """
     labels = np.asarray(labels)
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    predicted = cross_val_predict(KNeighborsClassifier(n_neighbors=k), np.asarray(embedding), labels, cv=folds)
+    classifier, folds = _knn_cv(k, n_folds, seed)
+    predicted = cross_val_predict(classifier, np.asarray(embedding), labels, cv=folds)
     names = np.unique(labels)
     return pd.crosstab(pd.Categorical(labels, names), pd.Categorical(predicted, names),
                        rownames=["true"], colnames=["predicted"], dropna=False)
