@@ -21,7 +21,8 @@ import torch
 
 from .config import seed_everything, set_cpu_threads
 from .data import CountBatches, load_pbmc3k, select_hvg, split_cells
-from .metrics import heldout_elbo, knn_accuracy, marginal_log_likelihood
+from .metrics import knn_accuracy
+from .models.evaluation import heldout_elbo, marginal_log_likelihood
 from .models import VAE
 from .train import fit
 

@@ -8,7 +8,9 @@ from .perturbation import (
     TargetVocabulary,
     TrainingMean,
 )
+from .evaluation import heldout_elbo, marginal_log_likelihood, mean_over_batches
 from .vae import VAE, LinearGaussianVAE
 
 __all__ = ["VAE", "LinearGaussianVAE", "Additive", "CVAEPredictor", "LinearPCA", "NoChange",
-           "PerturbationSetEncoder", "TargetVocabulary", "TrainingMean"]
+           "PerturbationSetEncoder", "TargetVocabulary", "TrainingMean", "heldout_elbo", "marginal_log_likelihood",
+           "mean_over_batches"]
