@@ -62,10 +62,10 @@ def prepare_pbmc(settings: BenchSettings, seed: int):
 def run_genailab(train, val, settings: BenchSettings, seed: int) -> BenchResult:
     seed_everything(seed)
     tic = time.perf_counter()
-    model = VAE(train.n_vars, n_latent=settings.n_latent, likelihood="nb", gene_names=train.var_names)
     batches = CountBatches(train, batch_size=settings.batch_size, shuffle=True, seed=seed)
-    fit(model, batches, epochs=settings.epochs, lr=settings.lr, kl_warmup_epochs=settings.kl_warmup_epochs,
-        progress=False)
+    model = VAE(train.n_vars, n_latent=settings.n_latent, likelihood="nb", gene_names=train.var_names,
+                kl_warmup_steps=settings.kl_warmup_epochs * len(batches))
+    fit(model, batches, epochs=settings.epochs, lr=settings.lr, progress=False)
     seconds = time.perf_counter() - tic
     held_out = CountBatches(val, batch_size=128, shuffle=False)
     every_cell = CountBatches(ad.concat([train, val]), batch_size=512, shuffle=False)

@@ -67,9 +67,10 @@ def test_counterfactual_recovers_a_known_condition_effect_better_than_no_change(
     adata = condition_counts(seed=0)
     held = ((adata.obs.cell_type == "t2") & (adata.obs.condition == "stimulated")).to_numpy()
     control = ((adata.obs.cell_type == "t2") & (adata.obs.condition == "control")).to_numpy()
+    batches = CountBatches(adata[~held].copy(), batch_size=64, condition_keys=["cell_type", "condition"])
     model = cvae(adata.n_vars)
-    fit(model, CountBatches(adata[~held].copy(), batch_size=64, condition_keys=["cell_type", "condition"]),
-        epochs=40, lr=3e-3, kl_warmup_epochs=5, progress=False)
+    model.kl_warmup_steps = 5 * len(batches)
+    fit(model, batches, epochs=40, lr=3e-3, progress=False)
     x = torch.as_tensor(adata.X[control].toarray())
     c = torch.tensor([[2, 0]]).expand(len(x), 2)                                   # (t2, control)
     c_new = torch.tensor([[2, 1]]).expand(len(x), 2)                              # (t2, stimulated): never seen

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import special, stats
 
 from genailab_core.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial, log_nb, log_zinb
 
@@ -90,3 +90,42 @@ def test_sampler_moments_match_distribution(cls, kwargs):
 def test_invalid_counts_raise_clear_error(bad, msg):
     with pytest.raises(ValueError, match=msg):
         NegativeBinomial(torch.tensor([2.0]), torch.tensor([1.0]), validate_args=True).log_prob(bad)
+
+
+F32_THETAS = np.array([1e-3, 1.0, 1e2, 1e4, 1e6])
+F32_COUNTS = np.array([0, 1, 3, 10, 100, 1_000, 10_000])
+F32_MEANS = np.array([1e-3, 0.3, 2.0, 30.0, 1e3, 1e4])
+
+
+def float32_tolerance(x, mu):
+    """Rounding float32 cannot avoid: ~eps32 of the Poisson part's largest terms, x log mu and lgamma(x + 1)."""
+    scale = x * np.abs(np.log(mu)) + special.gammaln(x + 1) + mu
+    return 1e-5 + 4 * np.finfo(np.float32).eps * scale
+
+
+def naive_log_nb(x, mu, theta):
+    """The textbook form, which cancels catastrophically at large theta in float32."""
+    return (torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0)
+            - theta * torch.log1p(mu / theta) + x * (torch.log(mu) - torch.log(theta + mu)))
+
+
+def test_nb_float32_matches_scipy_up_to_huge_theta_and_counts():
+    x, mu, theta = (a.ravel() for a in np.meshgrid(F32_COUNTS, F32_MEANS, F32_THETAS, indexing="ij"))
+    f32 = lambda a: torch.tensor(a, dtype=torch.float32)
+    ours = log_nb(f32(x), f32(mu), f32(theta)).double().numpy()
+    ref, tol = scipy_nb(x, mu, theta), float32_tolerance(x, mu)
+    assert (np.abs(ours - ref) <= tol).all(), np.abs(ours - ref).max()
+    typical = (x <= 10) & (mu <= 30)                            # single-cell scale: the tolerance is ~1e-5 nats
+    assert np.abs(ours - ref)[typical].max() < 3e-5
+    naive = naive_log_nb(f32(x), f32(mu), f32(theta)).double().numpy()
+    assert not (np.abs(naive - ref) <= tol)[theta >= 1e4].all()   # the naive form fails this test
+
+
+def test_nb_zero_count_at_zero_mean_is_certain_with_finite_gradient():
+    mu = torch.zeros(3, requires_grad=True)
+    theta = torch.tensor([0.5, 5.0, 1e5], requires_grad=True)
+    log_p = log_nb(torch.zeros(3), mu, theta)
+    assert torch.equal(log_p.detach(), torch.zeros(3))
+    log_p.sum().backward()
+    assert torch.isfinite(mu.grad).all() and torch.isfinite(theta.grad).all()
+    np.testing.assert_allclose(mu.grad.numpy(), -1.0, rtol=1e-6)      # d/dmu [-theta log1p(mu/theta)] = -1 at 0

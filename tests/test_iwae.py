@@ -101,7 +101,8 @@ def test_each_likelihood_and_objective_trains_one_epoch(likelihood, objective):
     x = nb_counts()
     data = torch.log1p(x) if likelihood == "gaussian" else x
     model = VAE(x.shape[1], n_latent=3, n_hidden=16, likelihood=likelihood, objective=objective,
-                n_importance=5, beta=2.0, free_bits=0.1 if objective == "elbo" else 0.0)
+                n_importance=5, beta=2.0 if objective == "elbo" else 1.0,
+                free_bits=0.1 if objective == "elbo" else 0.0)
     batches = [{"x": data[i:i + 50]} for i in range(0, len(data), 50)]
     history = fit(model, batches, batches, epochs=1, progress=False)
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
@@ -137,3 +138,9 @@ def test_free_bits_end_to_end_no_encoder_gradient_from_a_collapsed_dimension():
     model.kl_penalty(kl).backward()                                        # every dimension is below 1e3 nats
     for p in model.parameters():
         assert p.grad is None or torch.count_nonzero(p.grad) == 0
+
+
+@pytest.mark.parametrize("setting", [dict(beta=2.0), dict(free_bits=0.5), dict(kl_warmup_steps=10)])
+def test_iwae_refuses_settings_it_would_ignore(setting):
+    with pytest.raises(ValueError, match="IWAE bound has no separate KL term"):
+        VAE(10, objective="iwae", n_importance=5, **setting)

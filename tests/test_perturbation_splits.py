@@ -2,6 +2,10 @@
 import pytest
 
 from genailab_core.data import (
+    LeakError,
+    canonical_label,
+    canonical_labels,
+    label_of,
     simulate_perturbations,
     split_additive,
     split_gears,
@@ -79,5 +83,37 @@ def test_split_errors():
     split = split_gears(["control", "A", "B", "A+B"], seed=0)
     bad = type(split)(train=("A", "A+B"), test=("B", "A+B"), groups={"B": "single_unseen", "A+B": "seen1"},
                       name="gears")
-    with pytest.raises(AssertionError, match="both parts"):
+    with pytest.raises(LeakError, match="both parts"):
         bad.check_no_leak()
+
+
+def test_a_leak_is_found_whatever_the_order_of_the_targets():
+    split = split_gears(["control", "A", "B", "A+B"], seed=0)
+    swapped = type(split)(train=("A", "B+A"), test=("A+B",), groups={"A+B": "seen2"}, name="gears")
+    with pytest.raises(LeakError, match="both parts"):
+        swapped.check_no_leak()
+    wrong_group = type(split)(train=("A", "B"), test=("A+B",), groups={"A+B": "seen1"}, name="gears")
+    with pytest.raises(LeakError, match="2 of its target genes"):
+        wrong_group.check_no_leak()
+    held_control = type(split)(train=("A",), test=("control",), name="random")
+    with pytest.raises(LeakError, match="control is held out"):
+        held_control.check_no_leak()
+
+
+def test_check_no_leak_survives_python_dash_O():
+    import subprocess
+    import sys
+    code = ("from genailab_core.data import PerturbationSplit, LeakError\n"
+            "try:\n    PerturbationSplit(train=('A',), test=('A',)).check_no_leak()\n"
+            "except LeakError:\n    print('raised')")
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "raised"
+
+
+def test_one_canonical_label_per_set_of_targets():
+    assert canonical_label("B+A") == canonical_label("A+B") == "A+B" == label_of(["B", "A"])
+    assert canonical_label("control") == "control" == label_of([])
+    assert canonical_labels(["KLF1+CEBPA", "CEBPA", "control"]).tolist() == ["CEBPA+KLF1", "CEBPA", "control"]
+    for bad in ["A+", "+A", "A+A", "A +B", "A+control"]:
+        with pytest.raises(ValueError):
+            canonical_label(bad)

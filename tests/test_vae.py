@@ -71,3 +71,14 @@ def test_bad_input_is_refused_with_clear_messages():
         model.check_input(x, gene_names=genes[:-1] + ["other"])
     with pytest.raises(ValueError, match="likelihood"):
         VAE(10, likelihood="gamma")
+
+
+def test_kl_warmup_is_linear_in_optimizer_steps_and_off_when_evaluating():
+    torch.manual_seed(0)
+    model = VAE(20, n_latent=3, n_hidden=8, kl_warmup_steps=8).eval()
+    batch = {"x": torch.poisson(torch.full((16, 20), 3.0))}
+    weights = [float(model.loss(batch, step).terms["kl_weight"]) for step in (0, 2, 4, 8, 100, None)]
+    assert weights == [0.0, 0.25, 0.5, 1.0, 1.0, 1.0]
+    torch.manual_seed(1)
+    out = model.loss(batch, 2)
+    assert float(out.loss) == pytest.approx(float(out.terms["reconstruction"] + 0.25 * out.terms["kl"]), rel=1e-5)

@@ -35,8 +35,10 @@ from .registry import (
     verify_dataset,
 )
 from .simulate import InteractionMix, simulate_counts, simulate_perturbations, simulate_trajectory
+from .labels import CONTROL, canonical_label, canonical_labels, label_of
 from .splits import (
     CellSplit,
+    LeakError,
     PerturbationSplit,
     split_additive,
     split_cells,
@@ -46,8 +48,13 @@ from .splits import (
 )
 
 __all__ = [
+    "CONTROL",
     "REGISTRY",
     "CellSplit",
+    "LeakError",
+    "canonical_label",
+    "canonical_labels",
+    "label_of",
     "ChecksumError",
     "CountBatches",
     "DataFile",

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-CONTROL = "control"
+from .labels import CONTROL, canonical_label, targets_of
+
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ def split_cells(
     return CellSplit(np.sort(train), np.sort(val), np.sort(test))
 
 
+class LeakError(ValueError):
+    """A held-out perturbation, or a held-out gene of a GEARS split, is in the training part."""
+
+
 @dataclass(frozen=True)
 class PerturbationSplit:
     """Perturbations seen in training and held out for testing; the control is always in training.
@@ -105,16 +110,24 @@ class PerturbationSplit:
         return {group: tuple(names) for group, names in sorted(out.items())}
 
     def check_no_leak(self) -> None:
-        """Raise AssertionError if a test perturbation (or, for "gears", a held-out gene) is in training."""
-        overlap = set(self.train) & set(self.test)
-        assert not overlap, f"{len(overlap)} perturbations are in both parts: {sorted(overlap)[:5]}"
-        assert self.control not in self.test, "the control must never be held out"
+        """Raise :class:`LeakError` if a test perturbation (or, for "gears", a held-out gene) is in training.
+
+        A real exception, not ``assert``, so that ``python -O`` does not skip the check.
+        """
+        overlap = {canonical_label(p, self.control) for p in self.train} & {
+            canonical_label(p, self.control) for p in self.test}
+        if overlap:
+            raise LeakError(f"{len(overlap)} perturbations are in both parts of the split: {sorted(overlap)[:5]}.")
+        if self.control in self.test:
+            raise LeakError("The control is held out; it must always be in training (predictions start from it).")
         if self.name == "gears":
-            seen = {g for p in self.train for g in targets_of(p)}
+            seen = {g for p in self.train for g in targets_of(p, self.control)}
             for p in self.test:
-                n_seen = sum(g in seen for g in targets_of(p))
+                n_seen = sum(g in seen for g in targets_of(p, self.control))
                 expected = {"single_unseen": 0, "single_seen": 1, "seen0": 0, "seen1": 1, "seen2": 2}[self.groups[p]]
-                assert n_seen == expected, f"{p} is in group {self.groups[p]} but {n_seen} of its genes train"
+                if n_seen != expected:
+                    raise LeakError(f"{p} is in group {self.groups[p]!r} but {n_seen} of its target genes are "
+                                    "perturbed in training.")
 
     def cell_split(self, perturbation_per_cell: Sequence[str] | np.ndarray | pd.Series) -> CellSplit:
         """Cell indices: train = control + training perturbations, test = held-out ones, val empty.
@@ -156,17 +169,6 @@ def split_perturbations(
     test = tuple(sorted(names[i] for i in order[:n_test]))
     train = tuple(sorted(names[i] for i in order[n_test:]))
     return PerturbationSplit(train=train, test=test, control=control)
-
-
-def targets_of(label: str, control: str = CONTROL) -> tuple[str, ...]:
-    """Target genes of a perturbation label: "control" -> (), "A" -> ("A",), "A+B" -> ("A", "B")."""
-    label = str(label)
-    if label == control:
-        return ()
-    genes = tuple(label.split("+"))
-    if any(not g for g in genes):
-        raise ValueError(f"Malformed perturbation label {label!r}; expected {control!r}, 'A' or 'A+B'.")
-    return genes
 
 
 def _conditions(perturbations, control: str) -> list[str]:

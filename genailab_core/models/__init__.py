@@ -1,4 +1,4 @@
-"""The book's models. Each owns ``loss(batch) -> LossOutput`` and ``sample(...)``."""
+"""The book's models. Each owns ``loss(batch, step=None) -> LossOutput`` and ``sample(...)``."""
 from .perturbation import (
     Additive,
     CVAEPredictor,
@@ -9,8 +9,10 @@ from .perturbation import (
     TrainingMean,
 )
 from .evaluation import heldout_elbo, marginal_log_likelihood, mean_over_batches
-from .vae import VAE, LinearGaussianVAE
+from .base import LatentVariableModel, LossOutput, iwae_bound
+from .linear_gaussian import LinearGaussianVAE
+from .vae import VAE
 
-__all__ = ["VAE", "LinearGaussianVAE", "Additive", "CVAEPredictor", "LinearPCA", "NoChange",
+__all__ = ["VAE", "LatentVariableModel", "LinearGaussianVAE", "LossOutput", "iwae_bound", "Additive", "CVAEPredictor", "LinearPCA", "NoChange",
            "PerturbationSetEncoder", "TargetVocabulary", "TrainingMean", "heldout_elbo", "marginal_log_likelihood",
            "mean_over_batches"]

@@ -241,6 +241,12 @@ class _WithTargets:
     def __init__(self, batches, table: torch.Tensor):
         self.batches, self.table = batches, table
 
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
     def __iter__(self):
         for batch in self.batches:
             batch["targets"] = self.table[batch["condition"]]
@@ -294,12 +300,12 @@ class CVAEPredictor:
             raise ValueError("The training cells' genes differ from the pseudobulk's columns; use the same genes.")
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        self.model = self.new_model(adata.n_vars).to(self.device)
         batches = CountBatches(self._subsample(adata, rng), batch_size=self.batch_size, condition_keys=["condition"], device=self.device,
                                seed=self.seed)
+        self.model = self.new_model(adata.n_vars, kl_warmup_steps=round(self.kl_warmup * len(batches))).to(self.device)
         table = self.vocabulary.encode(list(batches.categories["condition"].astype(str))).to(self.device)
         self.history = fit(self.model, _WithTargets(batches, table), epochs=self.epochs, lr=self.lr,
-                           kl_warmup_epochs=self.kl_warmup, grad_clip=10.0, progress=progress)
+                           grad_clip=10.0, progress=progress)
         control = adata[adata.obs["condition"].astype(str) == CONTROL]
         if control.n_obs == 0:
             raise ValueError("The training cells contain no control cells; predictions start from them.")
@@ -311,11 +317,11 @@ class CVAEPredictor:
                                             device=self.device)[:, None]       # (cells, 1) for log-normalizing
         return self
 
-    def new_model(self, n_genes: int) -> VAE:
+    def new_model(self, n_genes: int, kl_warmup_steps: int = 0) -> VAE:
         """The CVAE-NB: a VAE whose condition is the batch's "targets" (B, k), set-encoded."""
         set_encoder = PerturbationSetEncoder(len(self.vocabulary), self.n_embed, self.n_embed, self.n_hidden)
         return VAE(n_genes, self.n_latent, self.n_hidden, likelihood="nb", dropout=self.dropout,
-                   condition_keys=["targets"], condition_encoder=set_encoder)
+                   condition_keys=["targets"], condition_encoder=set_encoder, kl_warmup_steps=kl_warmup_steps)
 
     def _subsample(self, adata: ad.AnnData, rng: np.random.Generator) -> ad.AnnData:
         """At most ``max_cells_per_condition`` random cells of each condition (all when None)."""
