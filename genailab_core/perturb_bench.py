@@ -21,7 +21,8 @@ import pandas as pd
 
 from . import metrics as M
 from .data.simulate import INTERACTION_TYPES, InteractionMix
-from .data.splits import CONTROL, PerturbationSplit, targets_of
+from .data.labels import CONTROL, targets_of
+from .data.splits import PerturbationSplit
 from .models.perturbation import (
     Additive,
     CVAEPredictor,

@@ -1,4 +1,4 @@
-"""CountBatches: shapes, library column, condition codes, epoch coverage and reproducibility."""
+"""CountBatches: shapes, rows densified per batch, condition codes, epoch coverage and reproducibility."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_batch_shapes_and_partial_last_batch(small):
     shapes = [b["x"].shape for b in batches]
     assert shapes == [(25, 17)] * 4 + [(3, 17)]
     batch = next(iter(batches))
-    assert batch["x"].dtype == torch.float32 and batch["library"].shape == (25, 1)
+    assert batch["x"].dtype == torch.float32 and "library" not in batch    # models use x.sum(-1)
     assert batch["index"].dtype == torch.long and batch["cell_type"].dtype == torch.long
     dropped = CountBatches(small, batch_size=25, drop_last=True)
     assert len(dropped) == 4 and [b["x"].shape[0] for b in dropped] == [25] * 4
@@ -38,7 +38,6 @@ def test_epoch_covers_every_cell_once_with_matching_rows(small):
         index = batch["index"].numpy()
         seen.append(index)
         np.testing.assert_array_equal(batch["x"].numpy(), dense[index])
-        np.testing.assert_array_equal(batch["library"].numpy().ravel(), small.obs["library_size"].to_numpy()[index])
         np.testing.assert_array_equal(batch["cell_type"].numpy(), codes[index])
     order = np.concatenate(seen)
     assert np.array_equal(np.sort(order), np.arange(103)) and not np.array_equal(order, np.arange(103))
@@ -72,7 +71,6 @@ def test_dense_x_layer_and_row_sum_library():
     batches = CountBatches(adata, batch_size=8, shuffle=False, layer="counts", condition_keys=("group",))
     batch = next(iter(batches))
     np.testing.assert_array_equal(batch["x"].numpy(), counts)
-    np.testing.assert_array_equal(batch["library"].numpy().ravel(), [3.0, 3.0, 4.0])
     np.testing.assert_array_equal(batch["group"].numpy(), [0, 1, 0])
     assert list(batches.categories["group"]) == ["x", "y"]
     dense = next(iter(CountBatches(adata, batch_size=8, shuffle=False)))
@@ -90,12 +88,18 @@ def test_errors_name_the_problem(small):
         CountBatches(missing, condition_keys=("label",))
 
 
-def test_norman_batches_use_full_library_size(norman):
+def test_the_matrix_stays_sparse_and_batches_are_densified_on_the_fly(small):
+    batches = CountBatches(small, batch_size=10, seed=1)
+    assert sp.issparse(batches.matrix) and batches.matrix.nnz == small.X.nnz   # no dense copy of the data
+    batch = next(iter(batches))
+    np.testing.assert_array_equal(batch["x"].numpy(), small.X[batch["index"].numpy()].toarray())
+
+
+def test_norman_batches_match_their_rows(norman):
     batches = CountBatches(norman, batch_size=512, condition_keys=("perturbation",), seed=0)
     assert len(batches) == 7
     batch = next(iter(batches))
     index = batch["index"].numpy()
-    np.testing.assert_array_equal(batch["library"].numpy().ravel(), norman.obs["library_size"].to_numpy()[index])
-    assert (batch["library"].ravel() > batch["x"].sum(dim=1)).all()  # ncounts covers the whole transcriptome
+    np.testing.assert_array_equal(batch["x"].numpy(), norman.X[index].toarray())
     labels = batches.categories["perturbation"][batch["perturbation"].numpy()]
     assert list(labels) == list(norman.obs["perturbation"].iloc[index])

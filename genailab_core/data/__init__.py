@@ -36,6 +36,7 @@ from .registry import (
 )
 from .simulate import InteractionMix, simulate_counts, simulate_perturbations, simulate_trajectory
 from .labels import CONTROL, canonical_label, canonical_labels, label_of
+from .timecourse import load_klein2015, load_klein2015_geo
 from .splits import (
     CellSplit,
     LeakError,
@@ -55,6 +56,8 @@ __all__ = [
     "canonical_label",
     "canonical_labels",
     "label_of",
+    "load_klein2015",
+    "load_klein2015_geo",
     "ChecksumError",
     "CountBatches",
     "DataFile",

@@ -367,6 +367,7 @@ def load_bulk(which: str = "bodymap2", path: str | Path | None = None) -> ad.Ann
 
 def _loader_for(name: str) -> Callable[..., object]:
     """The loader function of a registry name."""
+    from .timecourse import load_klein2015
     loaders: dict[str, Callable[..., object]] = {
         "pbmc3k": load_pbmc3k,
         "kang2018_ifnb1k": lambda **kw: load_kang(subset="ifnb1k", **kw),
@@ -376,6 +377,7 @@ def _loader_for(name: str) -> Callable[..., object]:
         "norman2019_gi": load_norman_gi_tables,
         "papalexi2021": load_papalexi,
         "paul15": load_paul15,
+        "klein2015": load_klein2015,
         "bodymap2": lambda **kw: load_bulk(which="bodymap2", **kw),
         "wang2008": lambda **kw: load_bulk(which="wang2008", **kw),
     }

@@ -620,6 +620,27 @@ _WANG2008 = DatasetSpec(
     url="http://bowtie-bio.sourceforge.net/recount/ExpressionSets/wang_eset.RData",
 )
 
+_TMSCC = ("tarohi24/tmscc", "5e0f30fd009fe827ac2263f369c099a5bbc91a48")
+_KLEIN_PROFILE_SHA = "476469c10c67eb3802edfe57f86c85c7bf305a8157cd250b4ddb8e722f76173e"
+_KLEIN_LABELS_SHA = "d844fc0c7117225d1def14a7a5546a6f41bbbccf5f0016e2c42323c4e5721d6c"
+
+_KLEIN2015 = DatasetSpec(
+    name="klein2015",
+    folder="klein2015",
+    title="Klein 2015 mouse ES cells after LIF withdrawal (inDrops), days 0/2/4/7, tmscc's subset",
+    files=(
+        DataFile("profile.txt", _KLEIN_PROFILE_SHA, github_raw(*_TMSCC, "tmscc/data/klein/profile.txt"),
+                 f"sha256:{_KLEIN_PROFILE_SHA}",
+                 "CSV, 900 genes x 1,000 cells (first column gene symbol, header cell-0..cell-999), raw UMI counts."),
+        DataFile("labels.txt", _KLEIN_LABELS_SHA, github_raw(*_TMSCC, "tmscc/data/klein/labels.txt"),
+                 f"sha256:{_KLEIN_LABELS_SHA}", "1,000 lines: the day (0, 2, 4 or 7) of each cell, in column order."),
+    ),
+    citation=("Klein AM, Mazutis L, Akartuna I, et al., Droplet barcoding for single-cell transcriptomics applied to "
+              "embryonic stem cells, Cell 161:1187-1201 (2015). GEO GSE65525. Subset: tarohi24/tmscc (MIT)."),
+    licence="GEO public data; tmscc copy MIT (c) 2018 Wataru Hirota.",
+    url="https://www.ncbi.nlm.nih.gov/geo/query/acc.cgi?acc=GSE65525",
+)
+
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
@@ -631,6 +652,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         _NORMAN_FULL,
         _PAPALEXI,
         _PAUL15,
+        _KLEIN2015,
         _BODYMAP2,
         _WANG2008,
     )

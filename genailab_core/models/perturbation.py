@@ -32,7 +32,7 @@ from torch import nn
 
 from ..data.preprocess import log_normalize_counts
 from ..data.simulate import sample_negative_binomial
-from ..data.splits import CONTROL, targets_of
+from ..data.labels import CONTROL, targets_of
 from ..distributions import NegativeBinomial
 from ..nn import MLP
 from .vae import VAE

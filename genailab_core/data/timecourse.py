@@ -1,0 +1,97 @@
+"""Time-course data: Klein et al. 2015, mouse ES cells sampled 0, 2, 4 and 7 days after LIF withdrawal.
+
+Two loaders with one output layout (cells x genes, raw UMI counts in CSR ``.X``, ``obs["day"]`` an
+ordered categorical of the sampling day, ``obs["time"]`` the day as a float, ``obs["library_size"]``):
+
+- :func:`load_klein2015`: the 1,000-cell x 900-gene subset (tmscc), which the book's chapters read;
+- :func:`load_klein2015_geo`: the full data, GEO GSE65525's per-day CSV files (genes x cells, no
+  header row, first column the gene symbol).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .preprocess import check_counts, library_size
+from .registry import resolve_file
+
+DAYS = (0, 2, 4, 7)
+GEO_FILES = {
+    0: "GSM1599494_ES_d0_main.csv.bz2",
+    2: "GSM1599497_ES_d2_LIFminus.csv.bz2",
+    4: "GSM1599498_ES_d4_LIFminus.csv.bz2",
+    7: "GSM1599499_ES_d7_LIFminus.csv.bz2",
+}
+
+
+def _time_course(counts: np.ndarray, genes, cells, days, name: str) -> ad.AnnData:
+    """counts: (cells, genes) -> AnnData in the layout of the module docstring."""
+    X = sp.csr_matrix(counts, dtype=np.float32)
+    check_counts(X, what=f"{name} counts")
+    obs = pd.DataFrame({"day": pd.Categorical(days, categories=list(DAYS), ordered=True)},
+                       index=pd.Index(cells, dtype=str))
+    obs["time"] = obs["day"].astype(int).astype(np.float64)
+    adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
+    adata.obs["library_size"] = library_size(adata)
+    if not adata.var_names.is_unique:
+        adata.var_names_make_unique()
+    adata.uns["dataset"] = name
+    return adata
+
+
+def load_klein2015(path: str | Path | None = None) -> ad.AnnData:
+    """The tmscc subset of Klein et al. 2015: 1,000 cells x 900 genes, days 0/2/4/7 (359/101/248/292 cells).
+
+    The genes are the most highly expressed ones (not an HVG selection); ``../shared/data/PROVENANCE.md``
+    section 7 says what is known of the subset.
+    """
+    name = "klein2015"
+    profile = pd.read_csv(resolve_file(name, "profile.txt", path), index_col=0)      # (genes, cells)
+    days = pd.read_csv(resolve_file(name, "labels.txt", path), header=None).iloc[:, 0].to_numpy()
+    if len(days) != profile.shape[1] or not set(days) <= set(DAYS):
+        raise ValueError(f"labels.txt has {len(days)} days {sorted(set(days))} for {profile.shape[1]} cells; "
+                         f"expected one of {DAYS} per cell. Re-download both files (data fetch {name}).")
+    return _time_course(profile.to_numpy().T, profile.index, profile.columns, days, name)
+
+
+def read_geo_day(file: str | Path, day: int) -> pd.DataFrame:
+    """One GEO GSE65525 file: genes x cells, no header row, the gene symbol first. Returns (genes, cells)."""
+    table = pd.read_csv(file, header=None, index_col=0)
+    values = table.apply(pd.to_numeric, errors="coerce")
+    if table.shape[1] == 0 or values.isna().any().any() or (values.to_numpy() % 1 != 0).any():
+        raise ValueError(f"{file} is not a GEO GSE65525 count table: expected genes x cells of whole UMI counts, "
+                         "no header row, the gene symbol in the first column (as GSM1599494_ES_d0_main.csv.bz2). "
+                         "A header row or non-integer values mean another file or a processed copy.")
+    values.columns = [f"d{day}_{i}" for i in range(values.shape[1])]
+    return values
+
+
+def load_klein2015_geo(files: str | Path | Mapping[int, str | Path]) -> ad.AnnData:
+    """The full Klein et al. 2015 time course from GEO GSE65525's per-day CSVs (days 0, 2, 4, 7).
+
+    files: a folder holding the four files under their GEO names (``GEO_FILES``), or {day: path}.
+    Genes must agree across days (the GEO files share one gene list).
+    """
+    if not isinstance(files, Mapping):
+        folder = Path(files)
+        files = {day: folder / filename for day, filename in GEO_FILES.items()}
+    missing = [f"day {d}: {files.get(d)}" for d in DAYS if d not in files or not Path(files[d]).exists()]
+    if missing:
+        raise FileNotFoundError(f"Missing GEO GSE65525 files ({'; '.join(missing)}). Download them from "
+                                "https://www.ncbi.nlm.nih.gov/geo/query/acc.cgi?acc=GSE65525 (the *_ES_d*.csv.bz2 "
+                                "supplementary files) into one folder.")
+    tables = {day: read_geo_day(files[day], day) for day in DAYS}
+    genes = tables[DAYS[0]].index
+    for day, table in tables.items():
+        if not table.index.equals(genes):
+            raise ValueError(f"The genes of day {day} ({files[day]}) differ from day {DAYS[0]}'s; use the GEO files "
+                             "as published, which share one gene list.")
+    counts = np.concatenate([t.to_numpy().T for t in tables.values()])                # (cells, genes)
+    days = np.concatenate([[day] * t.shape[1] for day, t in tables.items()])
+    cells = np.concatenate([t.columns for t in tables.values()])
+    return _time_course(counts, genes, cells, days, "klein2015_geo")
