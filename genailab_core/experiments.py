@@ -3,6 +3,8 @@
     python -m genailab_core run chapters/02_vae.ipynb --profile full -p n_latent 16
     python -m genailab_core report runs/
     python -m genailab_core bench vae
+    python -m genailab_core data list
+    python -m genailab_core data fetch pbmc3k        # or: data fetch all
 
 Each run gets a fresh ``runs/<chapter>/<timestamp>/`` with the executed notebook and the
 ``metrics.json`` its last cell writes; an existing run directory is never reused.
@@ -93,6 +95,54 @@ def report(runs_root: str | Path = "runs") -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["chapter", "run"]).reset_index(drop=True)
 
 
+def data_list() -> str:
+    """One row per registry data set: name, status, and where the copy is or, when missing, where to put it.
+
+    Below a missing data set, one line per missing file with the URL to get it from.
+    """
+    from .data.registry import MISSING, REGISTRY, VERIFIED, dataset_status
+
+    lines, complete = [], True
+    for name in REGISTRY:
+        status = dataset_status(name)
+        complete &= status.state == VERIFIED
+        where = f"put the files in {status.folder}/" if status.state == MISSING else str(status.folder)
+        lines.append(f"{name:<18} {status.state:<23} {where}")
+        lines += [f"    {path}: hash differs from the registry; delete it and place a verified copy"
+                  for path in status.mismatched]
+        for entry in status.missing:
+            how = ("  (a conversion of that file: data/README.md says how)" if not entry.downloadable
+                   else "  (converted on fetch)" if entry.converted else "")
+            lines.append(f"    {entry.relpath}: {entry.url}{how}")
+    if not complete:
+        lines.append("Fetch with: python -m genailab_core data fetch NAME|all (downloads into the cache; "
+                     "GENAILAB_OFFLINE=1 forbids it).")
+    return "\n".join(lines)
+
+
+def data_fetch(name: str) -> int:
+    """Resolve every required file of data set ``name`` (or of every data set for ``"all"``); 0 when all are there."""
+    from .data.registry import REGISTRY, ChecksumError, DataNotFoundError, UnknownDatasetError, fetch_dataset, get_spec
+
+    try:
+        names = list(REGISTRY) if name == "all" else [get_spec(name).name]
+    except UnknownDatasetError as err:
+        print(f"{err} Or 'all' for every data set.", file=sys.stderr)
+        return 2
+    failed = []
+    for each in names:
+        try:
+            paths = fetch_dataset(each)
+        except (DataNotFoundError, ChecksumError) as err:
+            print(f"{each}: {err}", file=sys.stderr)
+            failed.append(each)
+            continue
+        print(f"{each}: " + ", ".join(str(p) for p in paths))
+    if failed:
+        print(f"Not fetched: {', '.join(failed)}.", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genailab_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench_p.add_argument("--seed", type=int, default=0)
     bench_p.add_argument("--out", default="bench_results", help="folder for the results JSON")
     sub.add_parser("sync-headers", help="rewrite every chapter's Colab badge and install cell from _config.yml")
+    data_p = sub.add_parser("data", help="list the registry's data sets and their local status, or fetch them")
+    data_sub = data_p.add_subparsers(dest="action", required=True)
+    data_sub.add_parser("list", help="one row per data set: present and verified, hash mismatch, or missing (+ URL)")
+    fetch_p = data_sub.add_parser("fetch", help="find or download every required file of a data set")
+    fetch_p.add_argument("name", help="a registry name (data list shows them), or 'all'")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -128,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .book import sync_headers
         for path in sync_headers():
             print(f"updated {path}")
+    elif args.command == "data":
+        if args.action == "fetch":
+            return data_fetch(args.name)
+        print(data_list())
     return 0
 
 

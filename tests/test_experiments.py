@@ -61,3 +61,82 @@ def test_find_chapter_by_name_number_or_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="No notebook at"):
         find_chapter(tmp_path / "missing.ipynb")
     assert find_chapter("02_vae").name == "02_vae.ipynb"          # the book's own chapters folder
+
+
+def _rows(text):
+    """data list output -> {name: its row}."""
+    return {line.split()[0]: line for line in text.splitlines() if line and not line.startswith(" ")}
+
+
+def test_data_list_with_the_shared_data(data_root, monkeypatch, capsys):
+    monkeypatch.setenv("GENAILAB_DATA", str(data_root))
+    assert main(["data", "list"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    from genailab_core.data.registry import REGISTRY
+    assert set(REGISTRY) <= set(rows)
+    for name in ("pbmc3k", "klein2015"):
+        assert "present, verified" in rows[name] and str(data_root / REGISTRY[name].folder) in rows[name]
+
+
+def test_data_list_says_missing_and_where_to_get_it(tmp_path, monkeypatch, capsys):
+    from genailab_core.data.registry import REGISTRY
+    monkeypatch.setenv("GENAILAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("GENAILAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GENAILAB_OFFLINE", "1")
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert all(" missing " in rows[name] for name in REGISTRY)
+    assert f"put the files in {tmp_path / 'data' / 'klein2015'}/" in rows["klein2015"]
+    for entry in REGISTRY["klein2015"].files:
+        assert f"    {entry.relpath}: {entry.url}" in out
+    assert REGISTRY["pbmc3k"].file("pbmc3k_raw.h5ad").url in out and "data fetch NAME|all" in out
+
+
+def test_data_list_flags_a_modified_copy(data_root, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "data" / "klein2015"
+    folder.mkdir(parents=True)
+    (folder / "profile.txt").write_bytes((data_root / "klein2015" / "profile.txt").read_bytes())
+    (folder / "labels.txt").write_text((data_root / "klein2015" / "labels.txt").read_text().replace("7", "4", 1))
+    monkeypatch.setenv("GENAILAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("GENAILAB_CACHE", str(tmp_path / "cache"))
+    main(["data", "list"])
+    out = capsys.readouterr().out
+    assert "present, hash mismatch" in _rows(out)["klein2015"]
+    assert f"{folder / 'labels.txt'}: hash differs" in out and "profile.txt: hash" not in out
+
+
+def test_data_fetch_downloads_into_the_cache(data_root, tmp_path, monkeypatch, capsys):
+    """pooch stubbed with the shared copies: fetch puts every required file in the cache, hash-checked."""
+    import shutil
+    from genailab_core.data.registry import REGISTRY
+    urls = {entry.url: data_root / "klein2015" / entry.relpath for entry in REGISTRY["klein2015"].files}
+
+    def fake_retrieve(url, known_hash, fname, path, progressbar):
+        assert known_hash.startswith("sha256:")
+        path.mkdir(parents=True, exist_ok=True)
+        return str(shutil.copy(urls.pop(url), path / fname))
+
+    monkeypatch.setenv("GENAILAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("GENAILAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GENAILAB_OFFLINE", "0")
+    monkeypatch.setattr("pooch.retrieve", fake_retrieve)
+    assert main(["data", "fetch", "klein2015"]) == 0
+    assert not urls and (tmp_path / "cache" / "klein2015" / "labels.txt").is_file()
+    assert str(tmp_path / "cache" / "klein2015" / "profile.txt") in capsys.readouterr().out
+    main(["data", "list"])
+    row = _rows(capsys.readouterr().out)["klein2015"]
+    assert "present, verified" in row and row.endswith(str(tmp_path / "cache" / "klein2015"))
+
+
+def test_data_fetch_unknown_name_or_offline_fails_with_a_message(tmp_path, monkeypatch, capsys):
+    from genailab_core.data.registry import REGISTRY
+    assert main(["data", "fetch", "nosuch"]) != 0
+    err = capsys.readouterr().err
+    assert "'nosuch'" in err and all(name in err for name in REGISTRY) and "'all'" in err
+    monkeypatch.setenv("GENAILAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("GENAILAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GENAILAB_OFFLINE", "1")
+    assert main(["data", "fetch", "all"]) == 1
+    err = capsys.readouterr().err
+    assert "GENAILAB_OFFLINE=1" in err and "Not fetched: " + ", ".join(REGISTRY) + "." in err

@@ -47,5 +47,7 @@ def test_gene_calibration_hand_case():
     assert table.zero_rate_observed.tolist() == pytest.approx([2 / 3, 1 / 3])
     assert table.zero_rate_model.tolist() == pytest.approx([1 / 3, 1 / 3])
     assert calibration_summary(table)["zero_rate_mae"] == pytest.approx((1 / 3 + 0) / 2)
-    with pytest.raises(ValueError, match="same shape"):
-        gene_calibration(observed, generated[:2])
+    with pytest.raises(ValueError, match="same genes"):
+        gene_calibration(observed, generated[:, :1])
+
+

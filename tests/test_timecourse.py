@@ -51,3 +51,23 @@ def test_geo_loader_rejects_a_file_of_another_layout(klein, tmp_path):
     (tmp_path / GEO_FILES[4]).unlink()
     with pytest.raises(FileNotFoundError, match="day 4"):
         load_klein2015_geo(tmp_path)
+
+
+def test_geo_loader_rejects_non_integer_values_and_missing_days(klein, tmp_path):
+    _write_geo(tmp_path, klein)
+    day2 = tmp_path / GEO_FILES[2]
+    text = bz2.decompress(day2.read_bytes()).decode().splitlines()
+    gene, first, *rest = text[0].split(",")
+    text[0] = ",".join([gene, str(int(first) + 0.5), *rest])           # a normalized, not a count, value
+    day2.write_bytes(bz2.compress(("\n".join(text) + "\n").encode()))
+    with pytest.raises(ValueError, match=f"{GEO_FILES[2]} is not a GEO GSE65525 count table.*no header row"):
+        load_klein2015_geo(tmp_path)
+    files = {day: tmp_path / name for day, name in GEO_FILES.items() if day != 7}
+    with pytest.raises(ValueError, match=r"days \[0, 2, 4\].*\[0, 2, 4, 7\]"):
+        load_klein2015_geo(files)
+
+
+def test_subset_layout_checks(klein):
+    assert klein.X.format == "csr" and klein.X.dtype == np.float32
+    np.testing.assert_array_equal(klein.obs["library_size"], np.asarray(klein.X.sum(1)).ravel())
+    assert klein.obs["time"].dtype == np.float64 and klein.uns["dataset"] == "klein2015"

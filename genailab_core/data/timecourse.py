@@ -15,9 +15,9 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from .preprocess import check_counts, library_size
+from .datasets import _counts_csr, _finish
+from .preprocess import library_size
 from .registry import resolve_file
 
 DAYS = (0, 2, 4, 7)
@@ -31,17 +31,13 @@ GEO_FILES = {
 
 def _time_course(counts: np.ndarray, genes, cells, days, name: str) -> ad.AnnData:
     """counts: (cells, genes) -> AnnData in the layout of the module docstring."""
-    X = sp.csr_matrix(counts, dtype=np.float32)
-    check_counts(X, what=f"{name} counts")
     obs = pd.DataFrame({"day": pd.Categorical(days, categories=list(DAYS), ordered=True)},
                        index=pd.Index(cells, dtype=str))
     obs["time"] = obs["day"].astype(int).astype(np.float64)
-    adata = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
+    adata = ad.AnnData(X=_counts_csr(counts, f"{name} counts"), obs=obs,
+                       var=pd.DataFrame(index=pd.Index(genes, dtype=str)))
     adata.obs["library_size"] = library_size(adata)
-    if not adata.var_names.is_unique:
-        adata.var_names_make_unique()
-    adata.uns["dataset"] = name
-    return adata
+    return _finish(adata, name)
 
 
 def load_klein2015(path: str | Path | None = None) -> ad.AnnData:
@@ -80,7 +76,10 @@ def load_klein2015_geo(files: str | Path | Mapping[int, str | Path]) -> ad.AnnDa
     if not isinstance(files, Mapping):
         folder = Path(files)
         files = {day: folder / filename for day, filename in GEO_FILES.items()}
-    missing = [f"day {d}: {files.get(d)}" for d in DAYS if d not in files or not Path(files[d]).exists()]
+    if set(files) != set(DAYS):
+        raise ValueError(f"files has days {sorted(files, key=str)}; the GEO GSE65525 time course needs one file for each "
+                         f"of the days {list(DAYS)}, e.g. {{0: '{GEO_FILES[0]}', ...}} or a folder holding all four.")
+    missing = [f"day {d}: {files[d]}" for d in DAYS if not Path(files[d]).is_file()]
     if missing:
         raise FileNotFoundError(f"Missing GEO GSE65525 files ({'; '.join(missing)}). Download them from "
                                 "https://www.ncbi.nlm.nih.gov/geo/query/acc.cgi?acc=GSE65525 (the *_ES_d*.csv.bz2 "

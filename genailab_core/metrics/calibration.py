@@ -10,12 +10,13 @@ from ._arrays import as_dense
 def gene_calibration(observed: np.ndarray, generated: np.ndarray) -> pd.DataFrame:
     """Per-gene mean, variance and zero rate of observed vs model-generated counts.
 
-    observed, generated: (cells, genes) arrays of the same shape (e.g. posterior-predictive draws
-    for the same cells). Returns one row per gene.
+    observed, generated: (cells, genes) arrays with the same genes (e.g. posterior-predictive draws for the
+    same cells, or cells drawn from a generator). Returns one row per gene.
     """
     observed, generated = as_dense(observed), as_dense(generated)
-    if observed.shape != generated.shape:
-        raise ValueError(f"observed {observed.shape} and generated {generated.shape} must have the same shape.")
+    if observed.ndim != 2 or generated.ndim != 2 or observed.shape[1] != generated.shape[1]:
+        raise ValueError(f"observed {observed.shape} and generated {generated.shape} must be (cells, genes) with "
+                         "the same genes; subset both to the same genes first.")
     return pd.DataFrame({
         "mean_observed": observed.mean(0), "mean_model": generated.mean(0),
         "var_observed": observed.var(0), "var_model": generated.var(0),
