@@ -140,13 +140,13 @@ def test_error_without_data_variable_still_says_where(empty_env, monkeypatch):
 
 
 def test_manual_conversion_file_is_not_downloaded(empty_env, monkeypatch):
-    """Files made by an R conversion are never fetched: the error names the upstream file instead."""
+    """Files made by a conversion with no converter are never fetched: the error names the upstream file instead."""
     monkeypatch.setenv("GENAILAB_OFFLINE", "0")
     monkeypatch.setattr("pooch.retrieve", lambda *a, **k: pytest.fail("must not download"))
     with pytest.raises(DataNotFoundError) as info:
-        resolve_file("paul15", "paul15_tradeSeq_se.h5ad")
-    assert "raw.githubusercontent.com/statOmics/tradeSeq" in str(info.value)
-    assert "paul15_myeloid/" in str(info.value)
+        resolve_file("norman2019_gi", "norman2019_gi_expression_model_fits.csv")
+    assert "raw.githubusercontent.com/thomasmaxwellnorman/Perturbseq_GI" in str(info.value)
+    assert "norman2019/" in str(info.value)
 
 
 def test_unknown_dataset_lists_names():

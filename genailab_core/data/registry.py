@@ -4,7 +4,8 @@ Each data set is a :class:`DatasetSpec`: its canonical public page, citation and
 and the files its loader reads (:class:`DataFile`, each with the sha256 of the verified copy
 and the canonical URL it comes from); the entries themselves are in :mod:`.catalog`
 (:data:`REGISTRY`, importable from here too), the download-time conversions in
-:mod:`.converters`. :func:`resolve_file` finds a file in this order (``DESIGN.md`` section 5):
+:mod:`.converters` and :mod:`.converters_r` (the R objects, read with ``rdata``, no R).
+:func:`resolve_file` finds a file in this order (``DESIGN.md`` section 5):
 
 1. an explicit ``path=`` (a file, or a folder that holds the data set's files);
 2. ``$GENAILAB_DATA/<folder>/<file>``;
@@ -21,7 +22,6 @@ checked by :func:`verify_dataset` (hashing 30 MB on every load would be slow);
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +63,11 @@ class ChecksumError(ValueError):
 def github_raw(repo: str, commit: str, path: str) -> str:
     """URL of one file of a public GitHub repository at a fixed commit."""
     return f"https://raw.githubusercontent.com/{repo}/{commit}/{path}"
+
+
+def github_source(relpath: str, sha256: str, repo: str, commit: str, path: str, description: str) -> DataFile:
+    """A byte-identical upstream copy from GitHub (provenance under ``source/``; not read by the loaders)."""
+    return DataFile(relpath, sha256, github_raw(repo, commit, path), f"sha256:{sha256}", description, required=False)
 
 
 # Converter: upstream file (as downloaded) -> placed file; the converters are in .converters.
@@ -153,26 +158,19 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (pooch's chunked :func:`pooch.file_hash`)."""
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def check_hash(path: str | Path, expected: str) -> None:
     """Raise :class:`ChecksumError` unless ``path`` has hash ``expected`` (``"sha256:..."`` or ``"md5:..."``)."""
+    import pooch
+
     algorithm, _, value = expected.partition(":")
-    if algorithm == "sha256":
-        actual = file_sha256(path)
-    else:
-        digest = hashlib.new(algorithm)
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        actual = digest.hexdigest()
+    actual = pooch.file_hash(str(path), alg=algorithm)
     if actual != value:
         raise ChecksumError(
             f"{path} has {algorithm} {actual}, but the registry expects {value}. The file is corrupt, truncated "
@@ -351,13 +349,13 @@ def fetch_dataset(name: str) -> list[Path]:
 
 
 def __getattr__(name: str):
-    """Keep the names that moved to :mod:`.catalog` and :mod:`.converters` importable from this module.
+    """Keep the names that moved to :mod:`.catalog` and the converter modules importable from this module.
 
-    Looked up lazily because both modules import this one (for the types and errors above).
+    Looked up lazily because those modules import this one (for the types and errors above).
     """
-    from . import catalog, converters
+    from . import catalog, catalog_perturbseq, converters, converters_r
 
-    for module in (catalog, converters):
+    for module in (catalog, catalog_perturbseq, converters, converters_r):
         if not name.startswith("__") and name in vars(module):
             return vars(module)[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
