@@ -73,8 +73,10 @@ def test_discrete_factors_perfect_and_mixed():
     assert dci(rotated, factors)["disentanglement"] < 0.5
 
 
-def test_extra_noise_latents_lower_completeness_not_disentanglement():
-    """An unused latent that is pure noise: DCI's disentanglement weights it by its (small) importance."""
+def test_an_unused_noise_latent_keeps_disentanglement_and_completeness_high():
+    """An unused latent that is pure noise gets almost no importance, so it lowers neither score: DCI's
+    disentanglement weights that latent by its (small) importance, and completeness looks at where each
+    factor's importance goes, which is not to the noise."""
     rng = np.random.default_rng(0)
     factors = continuous_factors(3)
     codes = np.column_stack([factors, rng.normal(size=N)])

@@ -71,18 +71,45 @@ def test_pmf_sums_to_one():
         assert abs(float(total) - 1.0) < 1e-6
 
 
-@pytest.mark.parametrize("cls,kwargs", [(NegativeBinomial, {}), (ZeroInflatedNegativeBinomial, {"zi_logits": -1.0})])
-def test_sampler_moments_match_distribution(cls, kwargs):
+# (mu, theta, pi): small theta (bursty), moderate, large theta (nearly Poisson); without and with zero inflation
+SAMPLER_CASES = [(0.5, 0.1, 0.0), (6.0, 1.5, 0.0), (30.0, 1e4, 0.0), (3.0, 0.5, 0.3), (6.0, 1.5, 0.27), (40.0, 200.0, 0.6)]
+N_DRAWS = 400_000
+
+
+def nb_raw_moments(mu, theta, pi, orders=(1, 2, 3, 4)):
+    """E[x^k] of the ZINB (pi = 0: the NB) from scipy's nbinom: the zero mass adds nothing to raw moments."""
+    nb = stats.nbinom(theta, theta / (theta + mu))
+    return [(1 - pi) * nb.moment(k) for k in orders]
+
+
+def central_moments(mu, theta, pi):
+    """Mean, variance and fourth central moment, for the standard errors of the sample mean and variance."""
+    m1, m2, m3, m4 = nb_raw_moments(mu, theta, pi)
+    var = m2 - m1 ** 2
+    mu4 = m4 - 4 * m1 * m3 + 6 * m1 ** 2 * m2 - 3 * m1 ** 4
+    return m1, var, mu4
+
+
+@pytest.mark.parametrize("mu,theta,pi", SAMPLER_CASES)
+def test_sampler_mean_and_variance_match_the_formulas(mu, theta, pi):
+    """NB: E = mu, Var = mu + mu^2 / theta. ZINB: E = (1 - pi) mu, Var = (1 - pi) mu (1 + mu / theta + pi mu).
+
+    Each is checked within 5 standard errors: sqrt(Var / n) for the mean, sqrt((mu_4 - Var^2) / n) for the
+    variance (mu_4 the fourth central moment, exact from scipy's NB moments)."""
+    mean = (1 - pi) * mu
+    variance = (1 - pi) * mu * (1 + mu / theta + pi * mu)
+    exact_mean, exact_var, mu4 = central_moments(mu, theta, pi)
+    np.testing.assert_allclose([exact_mean, exact_var], [mean, variance], rtol=1e-6)    # the formulas themselves
+    args = (torch.full((N_DRAWS,), mu, dtype=torch.float64), torch.tensor(theta, dtype=torch.float64))
+    dist = (NegativeBinomial(*args) if pi == 0 else
+            ZeroInflatedNegativeBinomial(*args, torch.logit(torch.tensor(pi, dtype=torch.float64))))
+    np.testing.assert_allclose([float(dist.mean[0]), float(dist.variance[0])], [mean, variance], rtol=1e-12)
     torch.manual_seed(0)
-    mu, theta = torch.tensor(6.0), torch.tensor(1.5)
-    extra = {k: torch.tensor(v) for k, v in kwargs.items()}
-    dist = cls(mu.expand(200_000), theta.expand(200_000), *extra.values())
-    draws = dist.sample().double()
-    mean, var = float(dist.mean[0]), float(dist.variance[0])
-    assert abs(float(draws.mean()) - mean) < 4 * np.sqrt(var / len(draws))
-    assert abs(float(draws.var()) / var - 1) < 0.03
-    zero = float(dist.log_prob(torch.zeros(1)).exp()[0])
-    assert abs(float((draws == 0).double().mean()) - zero) < 0.005
+    draws = dist.sample().numpy()
+    assert abs(draws.mean() - mean) < 5 * np.sqrt(variance / N_DRAWS)
+    assert abs(draws.var(ddof=1) - variance) < 5 * np.sqrt((mu4 - variance ** 2) / N_DRAWS)
+    p_zero = pi + (1 - pi) * (theta / (theta + mu)) ** theta
+    assert abs((draws == 0).mean() - p_zero) < 5 * np.sqrt(p_zero * (1 - p_zero) / N_DRAWS)
 
 
 @pytest.mark.parametrize("bad,msg", [(torch.tensor([1.5]), "non-integer"), (torch.tensor([-1.0]), "negative"),

@@ -6,6 +6,7 @@ import torch
 from scipy import stats
 
 from genailab_core import gene_models as gm
+from genailab_core.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 from genailab_core.gene_models import (
     CountModelFit,
     GeneFits,
@@ -20,15 +21,19 @@ from genailab_core.gene_models import (
 
 
 def simulate_nb(n_cells, mean_counts, theta, pi=None, seed=0):
-    """NB (Gamma-Poisson) counts with mu_ng = l_n p_g, library sizes spread over ~10x; optional zero inflation."""
+    """NB counts with mu_ng = l_n p_g, library sizes spread over ~10x; optional zero inflation pi (genes,).
+
+    Drawn by the package's NB / ZINB sampler (``Distribution.sample``) on a torch stream seeded with ``seed``.
+    """
     rng = np.random.default_rng(seed)
     library = rng.lognormal(np.log(2000), 0.6, n_cells)                          # (cells,)
     p = np.asarray(mean_counts) / 2000.0                                           # (genes,)
-    theta = np.asarray(theta, dtype=float)
-    mu = library[:, None] * p
-    counts = rng.poisson(rng.gamma(theta, mu / theta))
-    if pi is not None:
-        counts = np.where(rng.random(counts.shape) < np.asarray(pi), 0, counts)
+    mu, theta = torch.tensor(library[:, None] * p), torch.tensor(np.asarray(theta, dtype=float))
+    dist = (NegativeBinomial(mu, theta) if pi is None else
+            ZeroInflatedNegativeBinomial(mu, theta, torch.logit(torch.tensor(np.asarray(pi, dtype=float)))))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        counts = dist.sample().numpy()
     return sp.csr_matrix(counts.astype(np.float32)), library, p
 
 
