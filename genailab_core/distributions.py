@@ -41,17 +41,57 @@ def log_nb(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tens
     ``x log mu`` is taken with mu replaced by 1 where x = 0, so that a zero count at mu = 0 has
     log p = 0 and a finite gradient (0 * log 0 would give NaN in both).
     """
-    x_log_mu = x * torch.log(torch.where(x > 0, mu, 1.0))
-    poisson = x_log_mu - mu - torch.lgamma(x + 1.0)
-    small = theta <= LARGE_THETA
-    t = torch.where(small, theta, torch.full_like(theta, LARGE_THETA))     # each branch sees safe values
-    naive = (torch.lgamma(x + t) - torch.lgamma(t) - x * torch.log(t + mu) - t * torch.log1p(mu / t) + mu)
-    if theta.device.type == "cpu" and not bool((~small).any()):    # no large theta: skip the second form
-        return poisson + naive                                      # (a free check on CPU; a sync on GPU)
-    t = torch.where(small, torch.full_like(theta, 2 * LARGE_THETA), theta)
-    delta = (x - mu) / (t + mu)
-    stable = (t + mu) * _phi(delta) - 0.5 * torch.log1p(x / t) + _stirling_tail(t + x) - _stirling_tail(t)
-    return poisson + torch.where(small, naive, stable)
+    if theta.device.type == "cpu":                                 # host checks are free on the CPU
+        large = theta > LARGE_THETA
+        if not bool(large.any()):
+            return _log_nb_direct(x, mu, theta)
+        if theta.dim() == 1:                                       # per-gene theta: each form on its genes
+            return _log_nb_per_gene(x, mu, theta, large)
+    small = theta <= LARGE_THETA                                   # elementwise choice, no host sync (GPU)
+    direct = _log_nb_direct(x, mu, torch.where(small, theta, LARGE_THETA))     # each form sees safe values
+    stable = _log_nb_stable(x, mu, torch.where(small, 2 * LARGE_THETA, theta))
+    return torch.where(small, direct, stable)
+
+
+def _x_log_mu(x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """x log mu, 0 where x = 0 (also at mu = 0, with a finite gradient: 0 * log 0 would give NaN)."""
+    return x * torch.log(torch.where(x > 0, mu, 1.0))
+
+
+def _log_nb_direct(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The textbook form (scVI's log_nb_positive), accurate in float32 for theta <= LARGE_THETA:
+
+        x log mu - (x + theta) log(theta + mu) + lgamma(x + theta) + [theta log theta - lgamma(theta)] - lgamma(x + 1)
+
+    grouped so that each full-size intermediate is computed once (x + theta feeds two terms; the bracket is
+    per gene when theta is).
+    """
+    x_theta = x + theta
+    per_gene = torch.xlogy(theta, theta) - torch.lgamma(theta)
+    return (_x_log_mu(x, mu) - x_theta * torch.log(theta + mu) + torch.lgamma(x_theta) + per_gene
+            - torch.lgamma(x + 1.0))
+
+
+def _log_nb_stable(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Poisson part + B(x, mu, theta) in Loader's saddle-point form; accurate for theta > LARGE_THETA."""
+    poisson = _x_log_mu(x, mu) - mu - torch.lgamma(x + 1.0)
+    delta = (x - mu) / (theta + mu)
+    excess = (theta + mu) * _phi(delta) - 0.5 * torch.log1p(x / theta) + _stirling_tail(theta + x) \
+        - _stirling_tail(theta)
+    return poisson + excess
+
+
+def _log_nb_per_gene(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, large: torch.Tensor) -> torch.Tensor:
+    """Each form on its own genes (last axis), so that no element is computed twice. theta, large: (genes,)."""
+    small_genes, large_genes = (~large).nonzero().squeeze(1), large.nonzero().squeeze(1)
+    order = torch.cat([small_genes, large_genes])
+
+    def genes(a: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return a.index_select(-1, index) if a.shape[-1] > 1 else a
+
+    parts = [_log_nb_direct(genes(x, small_genes), genes(mu, small_genes), theta[small_genes]),
+             _log_nb_stable(genes(x, large_genes), genes(mu, large_genes), theta[large_genes])]
+    return torch.cat(parts, dim=-1).index_select(-1, torch.argsort(order))
 
 
 def _phi(d: torch.Tensor) -> torch.Tensor:
@@ -104,12 +144,15 @@ class NegativeBinomial(_CountDistribution):
     arg_constraints = {"mu": constraints.positive, "theta": constraints.positive}
 
     def __init__(self, mu: torch.Tensor, theta: torch.Tensor, validate_args: bool | None = None):
-        self.mu, self.theta = torch.broadcast_tensors(torch.as_tensor(mu), torch.as_tensor(theta))
-        super().__init__(batch_shape=self.mu.shape, validate_args=validate_args)
+        self.mu, self.theta = torch.as_tensor(mu), torch.as_tensor(theta)   # theta stays (genes,): lgamma(theta)
+        super().__init__(batch_shape=self._shape(), validate_args=validate_args)    # is computed once per gene
+
+    def _shape(self) -> torch.Size:
+        return torch.broadcast_shapes(self.mu.shape, self.theta.shape)
 
     @property
     def mean(self) -> torch.Tensor:
-        return self.mu
+        return self.mu.expand(self.batch_shape)
 
     @property
     def variance(self) -> torch.Tensor:
@@ -123,7 +166,8 @@ class NegativeBinomial(_CountDistribution):
     @torch.no_grad()
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         """Gamma-Poisson: lambda ~ Gamma(theta, rate=theta/mu), x ~ Poisson(lambda)."""
-        rate = Gamma(self.theta, self.theta / self.mu).sample(sample_shape)
+        mu, theta = self.mu.expand(self.batch_shape), self.theta.expand(self.batch_shape)
+        rate = Gamma(theta, theta / mu).sample(sample_shape)
         return torch.poisson(rate.clamp(max=1e8))
 
 
@@ -134,10 +178,11 @@ class ZeroInflatedNegativeBinomial(NegativeBinomial):
 
     def __init__(self, mu: torch.Tensor, theta: torch.Tensor, zi_logits: torch.Tensor,
                  validate_args: bool | None = None):
-        mu, theta, zi_logits = torch.broadcast_tensors(torch.as_tensor(mu), torch.as_tensor(theta),
-                                                       torch.as_tensor(zi_logits))
-        self.zi_logits = zi_logits
+        self.zi_logits = torch.as_tensor(zi_logits)
         super().__init__(mu, theta, validate_args=validate_args)
+
+    def _shape(self) -> torch.Size:
+        return torch.broadcast_shapes(super()._shape(), self.zi_logits.shape)
 
     @property
     def zi_probs(self) -> torch.Tensor:

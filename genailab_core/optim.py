@@ -16,14 +16,20 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0,
     under LoRA adapters, are left out). Weight decay applies to matrices, not to biases, norms or per-gene
     vectors (nanoGPT's rule: parameters with 2 or more dimensions)."""
     if param_groups is not None:
-        return torch.optim.AdamW(list(param_groups), lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(list(param_groups), lr=lr, weight_decay=weight_decay, fused=_fusable(model))
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError(f"{type(model).__name__} has no trainable parameter (all have requires_grad=False).")
     decayed = [p for p in trainable if p.dim() >= 2]
     groups = [{"params": decayed, "weight_decay": weight_decay},
               {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, fused=_fusable(model))
+
+
+def _fusable(model: torch.nn.Module) -> bool:
+    """torch's fused AdamW kernel (one pass over all parameters instead of a loop over tensors) exists for
+    float parameters on the CPU and CUDA."""
+    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in model.parameters())
 
 
 def lr_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,

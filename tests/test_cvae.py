@@ -9,6 +9,7 @@ import torch
 
 from genailab_core.data import CountBatches
 from genailab_core.data import log_normalize_counts
+from genailab_core.data.simulate import sample_negative_binomial
 from genailab_core.metrics import mean_expression_r2, top_de_genes
 from genailab_core.models import VAE
 from genailab_core.train import fit
@@ -33,7 +34,7 @@ def condition_counts(n_per_group=100, n_genes=60, n_types=3, seed=0):
             eta = types[t] + s * effect
             rho = np.exp(eta) / np.exp(eta).sum()
             mu = rng.lognormal(np.log(800), 0.2, (n_per_group, 1)) * rho           # (cells, genes)
-            x.append(rng.poisson(rng.gamma(5.0, mu / 5.0)))                        # NB, theta = 5
+            x.append(sample_negative_binomial(rng, mu, 5.0))                         # NB, theta = 5
             cell_type += [f"t{t}"] * n_per_group
             condition += [name] * n_per_group
     obs = pd.DataFrame({"cell_type": pd.Categorical(cell_type), "condition": pd.Categorical(condition)},

@@ -9,17 +9,16 @@ import torch
 from scipy.stats import multivariate_normal
 from torch.distributions import Normal
 
+from genailab_core.data.simulate import simulate_counts
 from genailab_core.models import VAE, LinearGaussianVAE
 from genailab_core.models.vae import iwae_bound
 from genailab_core.train import fit
 
 
 def nb_counts(n_cells=200, n_genes=30, seed=0):
-    rng = np.random.default_rng(seed)
-    profiles = rng.gamma(2.0, 1.0, size=(2, n_genes))
-    profiles /= profiles.sum(1, keepdims=True)
-    mu = rng.lognormal(np.log(500), 0.3, n_cells)[:, None] * profiles[rng.integers(0, 2, n_cells)]
-    return torch.tensor(rng.poisson(rng.gamma(2.0, mu / 2.0)), dtype=torch.float32)
+    adata = simulate_counts(n_cells=n_cells, n_genes=n_genes, n_cell_types=2, n_batches=1, n_programs=0,
+                            dispersion=2.0, library_log_mean=np.log(500), seed=seed)
+    return torch.tensor(adata.X.toarray())
 
 
 def linear_gaussian(seed=0, n_features=10, singular_values=(3.0, 1.5, 0.5), sigma=0.5):

@@ -3,21 +3,16 @@ import numpy as np
 import pytest
 import torch
 
+from genailab_core.data.simulate import simulate_counts
 from genailab_core.models import VAE
 from genailab_core.train import fit
 
 
 def nb_counts(n_cells=300, n_genes=40, seed=0):
-    """Two cell types with different NB mean profiles; returns counts (cells, genes) and labels."""
-    rng = np.random.default_rng(seed)
-    profiles = rng.gamma(2.0, 1.0, size=(2, n_genes))
-    profiles /= profiles.sum(1, keepdims=True)
-    labels = rng.integers(0, 2, n_cells)
-    library = rng.lognormal(np.log(500), 0.3, n_cells)
-    mu = library[:, None] * profiles[labels]
-    theta = 2.0
-    x = rng.poisson(rng.gamma(theta, mu / theta))
-    return torch.tensor(x, dtype=torch.float32), labels
+    """Two cell types with different NB mean profiles (theta = 2, libraries ~ 500): counts (cells, genes), labels."""
+    adata = simulate_counts(n_cells=n_cells, n_genes=n_genes, n_cell_types=2, n_batches=1, n_programs=0,
+                            dispersion=2.0, library_log_mean=np.log(500), seed=seed)
+    return torch.tensor(adata.X.toarray()), adata.obs["cell_type"].cat.codes.to_numpy()
 
 
 def as_batches(x, size=100):
@@ -48,11 +43,21 @@ def test_importance_sampled_likelihood_is_above_elbo_and_nb_beats_poisson():
     assert scores["nb"] > scores["poisson"]     # the data are overdispersed (theta = 2)
 
 
-def test_sampled_counts_are_integers_with_the_right_shape():
+@pytest.mark.parametrize("likelihood", ["nb", "zinb", "poisson"])
+def test_sampled_counts_have_the_decoder_moments_at_the_given_library(likelihood):
+    """x ~ p(x | z) at library l: integers whose mean and variance per gene are the decoder's (5 s.e.)."""
+    torch.manual_seed(0)
     x, _ = nb_counts()
-    model = VAE(x.shape[1], n_latent=3, n_hidden=16)
-    draws = model.sample(5, library=torch.full((5, 1), 500.0))
-    assert draws.shape == (5, x.shape[1]) and torch.equal(draws, draws.round())
+    model = VAE(x.shape[1], n_latent=3, n_hidden=16, likelihood=likelihood).eval()
+    n = 20_000
+    z, library = torch.randn(1, 3).expand(n, 3), torch.full((n, 1), 500.0)
+    draws = model.sample(z=z, library=library)
+    px = model.decode(z[:1], library[:1])
+    mean, var = px.mean[0], px.variance[0]
+    assert draws.shape == (n, x.shape[1]) and torch.equal(draws, draws.round()) and (draws >= 0).all()
+    assert ((draws.mean(0) - mean).abs() <= 5 * (var / n).sqrt()).all()
+    assert ((draws.var(0) / var - 1).abs() < 0.15).all()             # sd of the ratio ~ sqrt(2/n) plus kurtosis
+    assert not ((draws.mean(0) - 1.2 * mean).abs() <= 5 * (var / n).sqrt()).all()   # a wrong mean fails
     with pytest.raises(ValueError, match="library"):
         model.sample(5)
 

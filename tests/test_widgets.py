@@ -31,9 +31,17 @@ def test_unknown_gene_is_named(model):
         latent_explorer(model, torch.randn(10, 3), model.gene_names, genes=["Z"], static=True)
 
 
-def test_live_mode_builds_one_slider_per_dimension():
-    box = traversal_explorer(lambda z: z[:, :2].numpy(), torch.zeros(3), torch.ones(3), dims=(0, 1, 2),
-                             names=["a", "b"], static=False)
+def test_live_mode_builds_one_slider_per_dimension_and_a_slider_moves_its_own_coordinate():
+    seen = []
+
+    def readout(z):
+        seen.append(z.clone())
+        return z[:, :2].numpy()
+
+    center, spread = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([1.0, 2.0, 0.5])
+    box = traversal_explorer(readout, center, spread, dims=(0, 1, 2), names=["a", "b"], static=False)
     sliders = box.children[0].children
-    assert len(sliders) == 3
-    sliders[0].value = 1.0                                          # moving a slider redraws without error
+    assert len(sliders) == 3 and [s.description for s in sliders] == ["z[0]", "z[1]", "z[2]"]
+    torch.testing.assert_close(seen[-1], center[None])                # drawn once at the centre
+    sliders[1].value = 1.5                                            # 1.5 spreads along z[1]
+    torch.testing.assert_close(seen[-1], torch.tensor([[0.5, -1.0 + 1.5 * 2.0, 2.0]]))
