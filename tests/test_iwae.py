@@ -91,7 +91,8 @@ def test_iwae_bound_rises_with_k_to_the_exact_log_likelihood():
     assert exact - bounds[1] > 0.3                                       # the mean-field ELBO is loose
     assert all(b > a for a, b in zip(values, values[1:])), bounds      # L_1 < L_10 < ... (on average)
     assert all(v < exact + 0.05 for v in values), (bounds, exact)      # a lower bound, up to MC noise
-    assert exact - bounds[5000] < 0.5, (bounds, exact)
+    assert exact - bounds[5000] < 0.1, (bounds, exact)                 # measured 0.01-0.045 over seeds 0-2
+    assert exact - bounds[5000] < (exact - bounds[1]) / 10, (bounds, exact)
 
 
 @pytest.mark.parametrize("likelihood", ["nb", "zinb", "poisson", "gaussian"])
@@ -105,6 +106,38 @@ def test_each_likelihood_and_objective_trains_one_epoch(likelihood, objective):
     batches = [{"x": data[i:i + 50]} for i in range(0, len(data), 50)]
     history = fit(model, batches, batches, epochs=1, progress=False)
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
+
+
+def ppca_maximum_likelihood(x, n_latent):
+    """Tipping & Bishop (1999), eq. 7-8: sigma^2 = mean of the discarded eigenvalues of the sample covariance,
+    W W^T = U_D (Lambda_D - sigma^2 I) U_D^T, b = the sample mean. Returns (sigma^2, U_D, W W^T, mean log p)."""
+    centred = x - x.mean(0)
+    eigenvalues, vectors = torch.linalg.eigh(centred.T @ centred / len(x))
+    eigenvalues, vectors = eigenvalues.flip(0), vectors.flip(1)
+    sigma2, top = eigenvalues[n_latent:].mean(), vectors[:, :n_latent]
+    wwt = top @ torch.diag(eigenvalues[:n_latent] - sigma2) @ top.T
+    cov = wwt + sigma2 * torch.eye(x.shape[1])
+    return sigma2, top, wwt, torch.distributions.MultivariateNormal(x.mean(0), cov).log_prob(x).mean()
+
+
+def test_linear_vae_trained_by_fit_reaches_the_closed_form_ppca_maximum_likelihood():
+    """Lucas et al. (2019): the linear VAE's ELBO is maximized at the PPCA MLE. fit() gets there: the noise
+    variance, the principal subspace and the log-likelihood of the closed form."""
+    torch.manual_seed(0)
+    n_features, n_latent, n = 8, 2, 2000
+    loadings = torch.randn(n_features, n_latent) * torch.tensor([2.0, 1.0])
+    x = torch.randn(n, n_latent) @ loadings.T + torch.randn(n_features) + 0.5 * torch.randn(n, n_features)
+    sigma2, top, wwt, best = ppca_maximum_likelihood(x, n_latent)
+    model = LinearGaussianVAE(n_features, n_latent)
+    fit(model, [{"x": x[:1000]}, {"x": x[1000:]}], epochs=400, lr=5e-2, schedule="cosine", progress=False)
+    with torch.no_grad():
+        reached = model.exact_log_likelihood(x).mean()
+        basis, _ = torch.linalg.qr(model.W)
+        assert float(model.log_sigma.exp() ** 2) == pytest.approx(float(sigma2), rel=0.01)
+        assert float((basis @ basis.T - top @ top.T).norm()) < 0.01          # the same principal subspace
+        torch.testing.assert_close(model.b, x.mean(0), atol=0.01, rtol=0)
+    assert float(best) - 0.02 < float(reached) <= float(best) + 1e-4          # the MLE is the maximum
+    assert float(torch.trace(model.W.detach() @ model.W.detach().T)) == pytest.approx(float(torch.trace(wwt)), rel=0.1)
 
 
 def test_linear_model_trains_with_both_objectives():

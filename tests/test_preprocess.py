@@ -143,6 +143,26 @@ def test_select_hvg_seurat_v3_finds_planted_markers(simulated):
     assert len(set(hvg.var_names) & _marker_genes(simulated)) / 30 > 0.9
 
 
+@pytest.mark.parametrize("flavor", ["seurat_v3", "pearson_residuals"])
+def test_select_hvg_fit_on_ignores_the_held_out_cells(simulated, flavor):
+    """A gene made wildly variable in held-out cells only is chosen transductively, never with fit_on."""
+    if flavor == "seurat_v3":
+        pytest.importorskip("skmisc", reason="scanpy's seurat_v3 flavor needs scikit-misc")
+    data = simulated.copy()
+    held_out = np.arange(data.n_obs) % 5 == 0
+    X = data.X.toarray()
+    planted = int(np.argmin(X.var(0) + (X.mean(0) == 0)))          # a quiet gene
+    X[held_out, planted] = np.where(np.arange(held_out.sum()) % 2 == 0, 0.0, 400.0)
+    data.X = sp.csr_matrix(X)
+    name = data.var_names[planted]
+    assert name in select_hvg(data, n_top_genes=30, flavor=flavor).var_names              # transductive
+    inductive = select_hvg(data, n_top_genes=30, flavor=flavor, fit_on=~held_out)
+    assert name not in inductive.var_names and inductive.n_obs == data.n_obs
+    assert list(inductive.var_names) == list(select_hvg(data[~held_out], n_top_genes=30, flavor=flavor).var_names)
+    with pytest.raises(ValueError, match="at least 2"):
+        select_hvg(data, fit_on=[0])
+
+
 def test_select_hvg_rejects_log_data(simulated):
     logged = simulated.copy()
     logged.X = logged.X.log1p()

@@ -87,3 +87,40 @@ def test_kl_warmup_is_linear_in_optimizer_steps_and_off_when_evaluating():
     torch.manual_seed(1)
     out = model.loss(batch, 2)
     assert float(out.loss) == pytest.approx(float(out.terms["reconstruction"] + 0.25 * out.terms["kl"]), rel=1e-5)
+
+
+def test_embed_writes_the_posterior_means_to_obsm_scverse_style():
+    adata = simulate_counts(n_cells=120, n_genes=30, n_cell_types=2, n_batches=1, n_programs=0, seed=1)
+    model = VAE(adata.n_vars, n_latent=3, n_hidden=16).eval()
+    means = model.latent_representation(adata, batch_size=50)                                 # three batches, in order
+    np.testing.assert_allclose(adata.obsm["X_vae"], model.latent(torch.tensor(adata.X.toarray())).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert means is adata.obsm["X_vae"] or np.array_equal(means, adata.obsm["X_vae"])
+    cvae = VAE(adata.n_vars, n_latent=3, n_hidden=16, condition_keys=["cell_type"], n_conditions=[2]).eval()
+    cvae.latent_representation(adata, key="X_cvae")
+    codes = torch.tensor(adata.obs["cell_type"].cat.codes.to_numpy(), dtype=torch.long)[:, None]
+    np.testing.assert_allclose(adata.obsm["X_cvae"], cvae.latent(torch.tensor(adata.X.toarray()), codes).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_generate_returns_anndata_of_counts_with_the_models_moments():
+    import pandas as pd
+    import scanpy as sc
+
+    torch.manual_seed(0)
+    x, _ = nb_counts()
+    model = VAE(x.shape[1], n_latent=3, n_hidden=16, gene_names=[f"g{i}" for i in range(x.shape[1])]).eval()
+    n = 20_000
+    cells = model.generate(np.full(n, 500.0), obs=pd.DataFrame({"cell_type": ["t0"] * n}))
+    assert cells.shape == (n, x.shape[1]) and list(cells.var_names) == model.gene_names
+    assert list(cells.obs.columns) == ["cell_type", "library_size"] and (cells.obs.library_size == 500).all()
+    X = cells.X.toarray()
+    assert np.array_equal(X, np.round(X)) and X.min() >= 0
+    with torch.no_grad():                                                    # E[x] = E_z[l rho(z)]
+        px = model.decode(model.prior(n).sample(), torch.full((n, 1), 500.0))
+        expected, spread = px.mean.mean(0).numpy(), px.mean.std(0).numpy()
+    se = np.sqrt(X.var(0) / n + spread ** 2 / n)
+    assert (np.abs(X.mean(0) - expected) <= 5 * se).all()
+    sc.pp.normalize_total(cells)                                             # scanpy reads it as it is
+    with pytest.raises(ValueError, match="log-normalized"):
+        VAE(4, likelihood="gaussian").generate(np.ones(3))

@@ -157,6 +157,7 @@ def select_hvg(
     batch_key: str | None = None,
     layer: str | None = None,
     span: float = 0.3,
+    fit_on: np.ndarray | None = None,
 ) -> ad.AnnData:
     """Copy of ``adata`` restricted to the ``n_top_genes`` most variable genes, found on counts.
 
@@ -167,12 +168,27 @@ def select_hvg(
     layer: counts layer to use instead of ``.X``.
     span: share of genes in each loess window of ``seurat_v3``. When the loess fit is singular
         (few genes, many tied means: scanpy issue #1504) it is refitted once with span 1.0, with a warning.
+    fit_on: the cells (indices or a boolean mask) the genes are chosen on, e.g. the training cells of a
+        split, so that held-out cells play no part in choosing what is modelled; every cell is returned.
+        None chooses on all cells (transductive: held-out cells then help pick the genes).
     """
-    import scanpy as sc
-
     counts = adata.X if layer is None else adata.layers[layer]
     check_counts(counts, what="adata.X" if layer is None else f"adata.layers[{layer!r}]")
     n_top = min(n_top_genes, adata.n_vars)
+    chosen_from = adata if fit_on is None else adata[np.asarray(fit_on)]
+    if chosen_from.n_obs < 2:
+        raise ValueError(f"fit_on selects {chosen_from.n_obs} cells; choosing variable genes needs at least 2.")
+    table = _hvg_table(chosen_from, n_top, flavor, batch_key, layer, span)
+    keep = np.asarray(table["highly_variable"], dtype=bool)
+    out = adata[:, keep].copy()
+    out.var["hvg_rank"] = np.asarray(table["highly_variable_rank"])[keep] if "highly_variable_rank" in table else np.nan
+    return out
+
+
+def _hvg_table(adata: ad.AnnData, n_top: int, flavor: str, batch_key: str | None, layer: str | None, span: float):
+    """scanpy's table of variable genes (``highly_variable``, ``highly_variable_rank``) for ``flavor``."""
+    import scanpy as sc
+
     if flavor == "seurat_v3":
         try:
             import skmisc.loess  # noqa: F401  (scanpy's seurat_v3 needs it)
@@ -181,17 +197,11 @@ def select_hvg(
                 "select_hvg(flavor='seurat_v3') needs the scikit-misc package: pip install scikit-misc. "
                 "Or use flavor='pearson_residuals', which needs nothing extra."
             ) from err
-        table = _seurat_v3_table(adata, n_top, batch_key, layer, span)
-    elif flavor == "pearson_residuals":
-        table = sc.experimental.pp.highly_variable_genes(
-            adata, n_top_genes=n_top, batch_key=batch_key, layer=layer, inplace=False
-        )
-    else:
-        raise ValueError(f"Unknown flavor {flavor!r}; use 'seurat_v3' or 'pearson_residuals'.")
-    keep = np.asarray(table["highly_variable"], dtype=bool)
-    out = adata[:, keep].copy()
-    out.var["hvg_rank"] = np.asarray(table["highly_variable_rank"])[keep] if "highly_variable_rank" in table else np.nan
-    return out
+        return _seurat_v3_table(adata, n_top, batch_key, layer, span)
+    if flavor == "pearson_residuals":
+        return sc.experimental.pp.highly_variable_genes(adata, n_top_genes=n_top, batch_key=batch_key, layer=layer,
+                                                         inplace=False)
+    raise ValueError(f"Unknown flavor {flavor!r}; use 'seurat_v3' or 'pearson_residuals'.")
 
 
 def _seurat_v3_table(adata: ad.AnnData, n_top: int, batch_key: str | None, layer: str | None, span: float):

@@ -11,6 +11,7 @@ import math
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Distribution, Normal, kl_divergence
@@ -175,3 +176,23 @@ class LatentVariableModel(nn.Module, metaclass=ABCMeta):
     def latent(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior means E_q[z]. x: (batch, features) -> (batch, n_latent)."""
         return self.encode(x, c).loc
+
+    @torch.no_grad()
+    def latent_representation(self, adata, layer: str | None = None, key: str | None = None,
+                              batch_size: int = 1024) -> np.ndarray:
+        """Posterior means of every cell of ``adata``, (cells, n_latent) (scvi-tools' get_latent_representation).
+
+        Also written to ``adata.obsm[key]``, default ``"X_" + class name`` (``X_vae``), the scverse convention,
+        so that ``sc.pp.neighbors(adata, use_rep="X_vae")`` works. ``layer``: the input the model was trained
+        on, if not ``.X``. Condition columns must be categoricals with the categories the model was trained with.
+        """
+        from ..data.loaders import CountBatches
+
+        self.eval()
+        device = next(self.parameters()).device
+        keys = getattr(self, "condition_keys", ())
+        batches = CountBatches(adata, batch_size=batch_size, shuffle=False, layer=layer, condition_keys=keys,
+                               device=device)
+        means = torch.cat([self.latent(b["x"], self.conditions(b)) for b in batches]).cpu().numpy()
+        adata.obsm[key or f"X_{type(self).__name__.lower()}"] = means
+        return means

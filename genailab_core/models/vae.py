@@ -17,6 +17,10 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.distributions import Distribution, Normal, Poisson
@@ -170,6 +174,27 @@ class VAE(LatentVariableModel):
         z = self.encode(x, c).loc
         library = self.library(x) if library is None else library
         return self.decode(z, library, c_new).mean
+
+    @torch.no_grad()
+    def generate(self, library, c: torch.Tensor | None = None, obs: pd.DataFrame | None = None) -> ad.AnnData:
+        """New cells from the prior, as AnnData: counts x ~ p(x | z, c), z ~ N(0, I), in ``.X`` (float32 CSR).
+
+        library: (n,) library sizes, one per generated cell, e.g. drawn from the training cells' totals of
+        the modelled genes; c: (n, n_keys) condition codes; obs: (n rows) the conditions' labels, copied
+        into ``.obs`` beside ``library_size``. Genes are ``gene_names`` when the model has them.
+        """
+        if self.likelihood == "gaussian":
+            raise ValueError("generate() returns counts; this VAE models log-normalized data. Use sample().")
+        library = torch.as_tensor(np.asarray(library, dtype=np.float32)).reshape(-1, 1)
+        device = next(self.parameters()).device
+        counts = self.sample(len(library), library.to(device), c=None if c is None else c.to(device)).cpu()
+        frame = pd.DataFrame(index=[f"generated_{i}" for i in range(len(library))])
+        if obs is not None:
+            frame = obs.reset_index(drop=True).set_index(frame.index)
+        frame["library_size"] = library.numpy().ravel()
+        genes = self.gene_names or [f"gene_{g}" for g in range(self.n_genes)]
+        return ad.AnnData(sp.csr_matrix(counts.numpy()), obs=frame, var=pd.DataFrame(index=genes),
+                          uns={"generated_by": f"{type(self).__name__}({self.likelihood})"})
 
     @torch.no_grad()
     def sample(self, n: int | None = None, library: torch.Tensor | None = None,
