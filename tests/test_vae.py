@@ -124,3 +124,18 @@ def test_generate_returns_anndata_of_counts_with_the_models_moments():
     sc.pp.normalize_total(cells)                                             # scanpy reads it as it is
     with pytest.raises(ValueError, match="log-normalized"):
         VAE(4, likelihood="gaussian").generate(np.ones(3))
+
+
+def test_decoding_at_an_embedding_equals_decoding_its_codes_and_groups_split_the_parameters():
+    torch.manual_seed(0)
+    model = VAE(6, n_latent=2, n_hidden=8, condition_keys=["condition"], n_conditions=[2], condition_dim=3).eval()
+    z, c0, c1 = torch.randn(4, 2), torch.zeros(4, 1, dtype=torch.long), torch.ones(4, 1, dtype=torch.long)
+    lib = torch.full((4, 1), 100.0)
+    torch.testing.assert_close(model.decode(z, lib, embedding=model.embed(c1)).mean, model.decode(z, lib, c1).mean)
+    halfway = model.decode(z, lib, embedding=0.5 * (model.embed(c0) + model.embed(c1))).mean
+    assert not torch.allclose(halfway, model.decode(z, lib, c0).mean)
+    groups = model.parameter_groups()
+    named = {id(p) for g in groups.values() for p in g}
+    assert len(named) == sum(len(g) for g in groups.values())                    # disjoint
+    assert named | {id(p) for p in model.embed.parameters()} == {id(p) for p in model.parameters()}
+    assert any(p is model.log_theta for p in groups["decoder"])

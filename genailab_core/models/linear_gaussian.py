@@ -42,6 +42,10 @@ class LinearGaussianVAE(LatentVariableModel):
         mean = z @ self.W.T + self.b
         return Normal(mean, self.log_sigma.exp().expand_as(mean))
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """{"encoder": A, c, s; "decoder": W, b, sigma}."""
+        return {"encoder": [*self.encoder.parameters(), self.log_s], "decoder": [self.W, self.b, self.log_sigma]}
+
     def marginal(self) -> torch.distributions.MultivariateNormal:
         """p(x) = N(b, W W^T + sigma^2 I): the exact marginal, a MultivariateNormal over (P,)."""
         cov = self.W @ self.W.T + self.log_sigma.exp() ** 2 * torch.eye(self.n_features, device=self.W.device)

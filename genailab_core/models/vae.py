@@ -122,13 +122,15 @@ class VAE(LatentVariableModel):
             return batch[self.condition_keys[0]]                            # the custom encoder's input as is
         return torch.stack([batch[k] for k in self.condition_keys], dim=-1)
 
-    def _with_conditions(self, h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        """Append the embedded conditions to h: (..., batch, d) -> (..., batch, d + n_c)."""
+    def _with_conditions(self, h: torch.Tensor, c: torch.Tensor | None,
+                         embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """Append the embedded conditions (or a given ``embedding``: (batch, n_c)) to h: (..., batch, d)
+        -> (..., batch, d + n_c)."""
         if self.embed is None:
             return h
-        if c is None:
+        if c is None and embedding is None:
             raise ValueError(f"This is a conditional VAE: pass the codes of {self.condition_keys} as c.")
-        e = self.embed(c)
+        e = self.embed(c) if embedding is None else embedding
         return torch.cat([h, e.expand(*h.shape[:-1], e.shape[-1])], dim=-1)
 
     def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> Normal:
@@ -137,10 +139,11 @@ class VAE(LatentVariableModel):
         return self.encoder(self._with_conditions(h, c) if self.inject == "both" else h)
 
     def decode(self, z: torch.Tensor, library: torch.Tensor | None = None,
-               c: torch.Tensor | None = None) -> Distribution:
+               c: torch.Tensor | None = None, embedding: torch.Tensor | None = None) -> Distribution:
         """p(x | z, c). z: (..., batch, n_latent), library: (batch, 1), c: (batch, n_keys)
-        -> distribution over (..., batch, genes)."""
-        z = self._with_conditions(z, c)
+        -> distribution over (..., batch, genes). ``embedding`` (batch, n_c) replaces the embedded codes,
+        e.g. to decode between two conditions: (1 - t) embed(c_0) + t embed(c_1)."""
+        z = self._with_conditions(z, c, embedding)
         shape = z.shape
         flat = z.reshape(-1, shape[-1])
         if self.likelihood == "gaussian":
@@ -155,6 +158,12 @@ class VAE(LatentVariableModel):
         if self.likelihood == "nb":
             return NegativeBinomial(mu, theta, validate_args=False)
         return ZeroInflatedNegativeBinomial(mu, theta, zi.reshape(*shape[:-1], self.n_genes), validate_args=False)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters of q(z | x, c) and of p(x | z, c): {"encoder": [...], "decoder": [...]} (the
+        condition embedding, shared by both, is in neither)."""
+        per_gene = [self.log_scale] if self.likelihood == "gaussian" else [self.log_theta]
+        return {"encoder": list(self.encoder.parameters()), "decoder": list(self.decoder.parameters()) + per_gene}
 
     def library(self, x: torch.Tensor) -> torch.Tensor:
         """Observed library size l = sum_g x_g. x: (batch, genes) -> (batch, 1)."""
