@@ -9,9 +9,10 @@ from .book import show_source
 from .config import (PROFILES, Run, Settings, UnknownProfileError, resolve_profile, seed_everything, set_cpu_threads,
                      setup)
 from .optim import EMA
+from .published import published
 from .train import LossOutput, fit
 
 __version__ = "0.1.0"
 __all__ = ["EMA", "PROFILES", "LossOutput", "Run", "Settings", "UnknownProfileError", "data", "distributions", "fit",
-           "metrics", "models", "nn", "plotting", "resolve_profile", "seed_everything", "set_cpu_threads", "setup",
+           "metrics", "models", "nn", "plotting", "published", "resolve_profile", "seed_everything", "set_cpu_threads", "setup",
            "show_source", "train", "widgets", "__version__"]

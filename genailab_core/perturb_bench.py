@@ -1,158 +1,42 @@
 """The Perturb-seq benchmark: every method on every split and seed, scored the same way.
 
-    data = prepare_perturbation_data(adata, "norman2019_subset", interactions=labels)
-    results = benchmark([data], {"gears": split_gears}, methods, seeds=range(5))
+    data = prepare_perturbation_data(adata, "norman2019_subset", synergy=labels)
+    results = benchmark([data], {"gears": split_gears}, default_methods(), seeds=range(5))
     table = summarize(results)                      # mean +/- s.e. over seeds
 
 A method is a factory ``make(data, seed) -> predictor`` with ``fit(pseudobulk, adata)`` and
-``predict(labels)`` (see :mod:`genailab_core.models.perturbation`). Metrics are those of the
-"Perturbation metrics" section of :mod:`genailab_core.metrics`; DE genes come from scanpy's
-``rank_genes_groups`` against the control on all cells (GEARS' protocol).
+``predict(labels)`` (:mod:`genailab_core.models.perturbation_baselines`,
+:mod:`genailab_core.models.perturbation_cvae`); the data come from
+:mod:`genailab_core.data.perturbation_data`. Each metric's name says the genes it is computed on:
+``top1000ctrl`` = the 1,000 genes most expressed in control (all genes when fewer; Ahlmann-Eltze et
+al.'s set), ``top20de`` = the condition's top 20 DE genes against the control (GEARS' set).
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .data.simulate import INTERACTION_TYPES, InteractionMix
 from .data.labels import CONTROL, targets_of
+from .data.perturbation_data import PerturbationData, hvg_genes
 from .data.splits import PerturbationSplit
-from .models.perturbation import (
-    Additive,
-    CVAEPredictor,
-    LinearPCA,
-    NoChange,
-    TargetVocabulary,
-    TrainingMean,
-    log_normalized,
-    pseudobulk,
-)
+from .models.perturbation_baselines import Additive, LinearPCA, NoChange, TrainingMean
+from .models.perturbation_cvae import CVAEPredictor
 
-# Norman et al. 2019's eight GI types (GEARS' labels) -> the simulator's five.
-NORMAN_GI_TO_SIMULATOR = {
-    "ADDITIVE": "additive",
-    "SYNERGY_SIMILAR_PHENO": "synergy", "SYNERGY_DISSIMILAR_PHENO": "synergy", "POTENTIATION": "synergy",
-    "SUPPRESSOR": "suppression", "REDUNDANT": "suppression",
-    "EPISTASIS": "epistasis", "NEOMORPHIC": "neomorphic",
-}
-SYNERGY_TYPES = ("SYNERGY_SIMILAR_PHENO", "SYNERGY_DISSIMILAR_PHENO", "POTENTIATION", "synergy")
-
-# Published on the FULL Norman data (Ahlmann-Eltze et al. 2025, Fig. 1; held-out doubles).
-PUBLISHED_NORMAN_DOUBLES = pd.DataFrame(
-    {"L2 (top 1,000 genes)": [2.77, 3.92, 4.70, np.nan], "Pearson delta": [0.89, 0.63, 0.52, np.nan],
-     "synergy AUPRC": [np.nan, np.nan, np.nan, 0.33]},
-    index=pd.Index(["additive", "GEARS", "scGPT", "no change"], name="method (published, full Norman data)"))
-
-
-def interaction_mix_from_labels(gi_types: Iterable[str]) -> InteractionMix:
-    """The simulator's :class:`InteractionMix` in the proportions of Norman's GI-type labels."""
-    mapped = pd.Series([NORMAN_GI_TO_SIMULATOR.get(str(t)) for t in gi_types])
-    if mapped.isna().any():
-        raise ValueError(f"Unknown GI types {sorted(set(np.asarray(gi_types)[mapped.isna().to_numpy()]))}; "
-                         f"known: {sorted(NORMAN_GI_TO_SIMULATOR)}.")
-    shares = mapped.value_counts(normalize=True)
-    return InteractionMix(**{t: float(shares.get(t, 0.0)) for t in INTERACTION_TYPES})
-
-
-def load_screen(name: str, max_genes: int = 5000, path=None) -> ad.AnnData:
-    """A perturbation screen by name, counts in .X and obs ``condition``: "norman2019_subset",
-    "norman2019" (the full matrix, cut to ``max_genes`` highly variable genes plus every
-    measured target gene, as GEARS does) or "papalexi2021"."""
-    from .data import load_norman, load_norman_full, load_papalexi, select_hvg
-
-    loaders = {"norman2019_subset": load_norman, "norman2019": load_norman_full, "papalexi2021": load_papalexi}
-    if name not in loaders:
-        raise ValueError(f"Unknown screen {name!r}; use one of {sorted(loaders)}.")
-    adata = loaders[name](path=path)
-    if adata.n_vars > max_genes:
-        targets = {g for label in adata.obs["condition"].astype(str).unique() for g in targets_of(label)}
-        hvg = set(select_hvg(adata, n_top_genes=max_genes).var_names)
-        adata = adata[:, [g in hvg or g in targets for g in adata.var_names]].copy()
-    return adata
-
-
-def norman_synergy_labels(gi_type_labels: pd.DataFrame) -> pd.Series:
-    """double ("A+B") -> True for Norman's synergy types (synergy similar/dissimilar, potentiation)."""
-    return gi_type_labels.set_index("condition")["gi_type"].isin(SYNERGY_TYPES)
-
-
-def rank_against_control(adata: ad.AnnData, key: str = "condition",
-                         control: str = CONTROL) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every gene of each condition ranked against the control, as GEARS does: scanpy
-    ``rank_genes_groups`` (t-test, by |score|) on log1p(1e4 x / l).
-
-    Returns (names, adjusted p-values), each (ranked genes, conditions): column c lists the genes
-    of condition c, most changed first, and their Benjamini-Hochberg adjusted p-values.
-    """
-    import scanpy as sc
-
-    tmp = ad.AnnData(X=log_normalized(adata), obs=pd.DataFrame({key: adata.obs[key].astype(str).to_numpy()},
-                                                               index=adata.obs_names), var=adata.var[[]])
-    tmp.uns["log1p"] = {"base": None}
-    groups = sorted(set(tmp.obs[key]) - {control})
-    sc.tl.rank_genes_groups(tmp, key, groups=groups, reference=control, method="t-test", rankby_abs=True)
-    result = tmp.uns["rank_genes_groups"]
-    return pd.DataFrame(result["names"]), pd.DataFrame(result["pvals_adj"])
-
-
-def de_genes(adata: ad.AnnData, n_genes: int = 20, key: str = "condition", control: str = CONTROL,
-             ranking: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> dict[str, np.ndarray]:
-    """Top ``n_genes`` DE genes of each condition against the control: condition -> gene indices.
-
-    ranking: the output of :func:`rank_against_control` when it is already computed.
-    """
-    names, _ = ranking if ranking is not None else rank_against_control(adata, key, control)
-    index = pd.Index(adata.var_names.astype(str))
-    return {g: index.get_indexer(names[g][:n_genes].astype(str)) for g in names.columns}
-
-
-@dataclass
-class PerturbationData:
-    """A screen ready for the benchmark.
-
-    adata: counts (cells, genes), obs ``condition`` and ``library_size``.
-    pseudobulk: (conditions, genes) observed mean log-normalized expression, all cells.
-    de: condition -> top-20 DE gene indices; top_genes: the 1,000 most expressed in control.
-    synergy: double -> True/False where its interaction is known (simulator truth or paper labels).
-    """
-
-    name: str
-    adata: ad.AnnData
-    pseudobulk: pd.DataFrame
-    de: dict[str, np.ndarray]
-    top_genes: np.ndarray
-    synergy: pd.Series = field(default_factory=lambda: pd.Series(dtype=bool))
-    vocabulary: TargetVocabulary | None = None
-
-    @property
-    def control(self) -> np.ndarray:
-        return self.pseudobulk.loc[CONTROL].to_numpy()
-
-    def additive_truth(self, label: str) -> np.ndarray | None:
-        """ctrl + sum of the observed singles' changes, None unless every single of ``label`` was measured."""
-        genes = targets_of(label)
-        if not all(g in self.pseudobulk.index for g in genes):
-            return None
-        return self.control + sum(self.pseudobulk.loc[g].to_numpy() - self.control for g in genes)
-
-
-def prepare_perturbation_data(adata: ad.AnnData, name: str, n_de: int = 20, n_top: int = 1000,
-                              synergy: Mapping[str, bool] | pd.Series | None = None) -> PerturbationData:
-    """Pseudobulk, DE genes and top-expressed genes of a screen (obs ``condition`` with a "control")."""
-    if CONTROL not in set(adata.obs["condition"].astype(str)):
-        raise ValueError(f"{name}: obs['condition'] has no {CONTROL!r} cells; the benchmark needs controls.")
-    bulk = pseudobulk(adata)
-    labels = pd.Series(synergy if synergy is not None else {}, dtype=bool)
-    labels = labels[labels.index.isin(bulk.index)]
-    return PerturbationData(name=name, adata=adata, pseudobulk=bulk, de=de_genes(adata, n_de),
-                            top_genes=M.top_expressed_genes(bulk.loc[CONTROL].to_numpy(), n_top), synergy=labels,
-                            vocabulary=TargetVocabulary.from_labels(bulk.index))
+# the per-perturbation metrics, named for their gene sets
+L2 = "l2_top1000ctrl"
+PEARSON_DELTA = "pearson_delta_top1000ctrl"
+PEARSON_DELTA_DE = "pearson_delta_top20de"
+MSE_DE = "mse_top20de_vs_nochange"
+DIRECTION_DE = "direction_top20de"
+DISCRIMINATION = "discrimination_rank_top1000ctrl"
+METRICS = [L2, PEARSON_DELTA, PEARSON_DELTA_DE, MSE_DE, DIRECTION_DE, DISCRIMINATION]
+# synergy detection over the test doubles with a known interaction, and how many there were
+SYNERGY_AUPRC, SYNERGY_AUROC = "synergy_auprc", "synergy_auroc"
+SYNERGY_N, SYNERGY_POSITIVES = "synergy_n_labelled", "synergy_n_positive"
 
 
 def default_methods(cvae: Mapping | None = None, device: str = "cpu") -> dict[str, Callable]:
@@ -177,31 +61,51 @@ def score_predictions(data: PerturbationData, predictions: pd.DataFrame, split: 
         additive = data.additive_truth(label) if len(targets_of(label)) == 2 else None
         rows.append({
             "perturbation": label, "group": split.groups.get(label, "test"),
-            "L2 (top 1,000 genes)": M.l2_distance(pred, true, data.top_genes),
-            "Pearson delta": M.pearson_delta(pred, true, ctrl),
-            "Pearson delta (top-20 DE)": M.pearson_delta(pred, true, ctrl, de),
-            "MSE top-20 DE / no change": M.mse_normalized(pred, true, ctrl, de),
-            "direction (top-20 DE)": M.direction_accuracy(pred, true, ctrl, de),
-            "discrimination rank": ranks[i],
+            L2: M.l2_distance(pred, true, data.top_genes),
+            PEARSON_DELTA: M.pearson_delta(pred, true, ctrl, data.top_genes),
+            PEARSON_DELTA_DE: M.pearson_delta(pred, true, ctrl, de),
+            MSE_DE: M.mse_normalized(pred, true, ctrl, de),
+            DIRECTION_DE: M.direction_accuracy(pred, true, ctrl, de),
+            DISCRIMINATION: ranks[i],
             "synergy score": np.nan if additive is None else M.synergy_score(pred, additive, ctrl),
         })
     return pd.DataFrame(rows)
 
 
 def _synergy_rows(data: PerturbationData, scored: pd.DataFrame) -> list[dict]:
-    """AUPRC/AUROC of the predicted synergy scores over test doubles with a known interaction."""
+    """AUPRC/AUROC of the predicted synergy scores over the test doubles with a known interaction
+    (and both singles measured), with the number of such doubles and of synergistic ones among them."""
     known = scored[scored["perturbation"].isin(data.synergy.index) & scored["synergy score"].notna()]
-    result = M.synergy_detection(known["synergy score"].to_numpy(),
-                                 data.synergy.loc[known["perturbation"]].to_numpy())
-    return [{"group": "doubles with known interaction", "metric": f"synergy {k.upper()}", "value": v,
-             "n_perturbations": len(known)} for k, v in result.items()]
+    labels = data.synergy.loc[known["perturbation"]].to_numpy()
+    result = M.synergy_detection(known["synergy score"].to_numpy(), labels)
+    values = {SYNERGY_AUPRC: result["auprc"], SYNERGY_AUROC: result["auroc"],
+              SYNERGY_N: float(len(known)), SYNERGY_POSITIVES: float(labels.sum())}
+    return [{"group": "doubles with known interaction", "metric": k, "value": v, "n_perturbations": len(known)}
+            for k, v in values.items()]
+
+
+GeneSelection = Callable[[PerturbationData, np.ndarray], Sequence[str]]
+
+
+def training_hvgs(n_genes: int, transductive: bool = False) -> GeneSelection:
+    """A ``genes`` argument of :func:`benchmark`: per split, the ``n_genes`` HVGs (plus measured targets)
+    of the training cells (control + training perturbations); ``transductive=True`` selects on all
+    cells, test perturbations included, to measure what that selection is worth."""
+    def select(data: PerturbationData, train_cells: np.ndarray) -> Sequence[str]:
+        return hvg_genes(data.adata, n_genes, cells=None if transductive else train_cells)
+    return select
 
 
 def run_split(data: PerturbationData, split: PerturbationSplit, methods: Mapping[str, Callable], seed: int,
-              split_name: str) -> pd.DataFrame:
-    """Fit every method on the training perturbations, score the test ones: a long table."""
+              split_name: str, genes: GeneSelection | None = None) -> pd.DataFrame:
+    """Fit every method on the training perturbations, score the test ones: a long table.
+
+    genes: ``select(data, train_cells) -> gene names``, chosen per split (None: every gene of ``data``).
+    """
     split.check_no_leak()
     cells = split.cell_split(data.adata.obs["condition"].astype(str))
+    if genes is not None:
+        data = data.restrict(genes(data, cells.train))
     train_cells = data.adata[cells.train]
     train_bulk = data.pseudobulk.loc[[CONTROL, *split.train]]                    # only training perturbations
     out = []
@@ -220,11 +124,12 @@ def run_split(data: PerturbationData, split: PerturbationSplit, methods: Mapping
 
 def benchmark(datasets: Iterable[PerturbationData], splits: Mapping[str, Callable[..., PerturbationSplit]],
               methods: Mapping[str, Callable], seeds: Iterable[int],
-              only: Mapping[str, Iterable[str]] | None = None) -> pd.DataFrame:
+              only: Mapping[str, Iterable[str]] | None = None, genes: GeneSelection | None = None) -> pd.DataFrame:
     """Every method x split x seed on every data set: a tidy DataFrame.
 
     splits: name -> ``make(labels, seed=seed) -> PerturbationSplit``.
     only: data set name -> the split names to run on it (default: every split).
+    genes: a gene selection made per split (e.g. :func:`training_hvgs`); None: the data's genes.
     Columns: dataset, split, seed, method, group, perturbation, metric, value, n_perturbations.
     """
     frames = []
@@ -234,7 +139,7 @@ def benchmark(datasets: Iterable[PerturbationData], splits: Mapping[str, Callabl
             if only is not None and split_name not in set(only.get(data.name, splits)):
                 continue
             for seed in seeds:
-                frames.append(run_split(data, make_split(labels, seed=seed), methods, seed, split_name))
+                frames.append(run_split(data, make_split(labels, seed=seed), methods, seed, split_name, genes))
     columns = ["dataset", "split", "seed", "method", "group", "perturbation", "metric", "value", "n_perturbations"]
     return pd.concat(frames, ignore_index=True)[columns]
 

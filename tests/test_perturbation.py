@@ -12,16 +12,11 @@ from genailab_core.data import (
     split_additive,
     split_gears,
 )
-from genailab_core.models.perturbation import (
-    Additive,
-    CVAEPredictor,
-    LinearPCA,
-    NoChange,
-    PerturbationSetEncoder,
-    TargetVocabulary,
-    TrainingMean,
-    pseudobulk,
-)
+from genailab_core.data import perturbation_data as pdata
+from genailab_core.data.labels import TargetVocabulary
+from genailab_core.data.perturbation_data import pseudobulk
+from genailab_core.models.perturbation_baselines import Additive, LinearPCA, NoChange, TrainingMean
+from genailab_core.models.perturbation_cvae import CVAEPredictor, PerturbationSetEncoder
 
 ADDITIVE_ONLY = InteractionMix(additive=1.0, synergy=0.0, suppression=0.0, epistasis=0.0, neomorphic=0.0)
 
@@ -142,27 +137,141 @@ def test_condition_encoder_needs_exactly_one_key():
 
 
 def test_interaction_mix_from_norman_labels(norman_gi):
-    mix = pb.interaction_mix_from_labels(norman_gi["gi_type_labels"]["gi_type"])
+    mix = pdata.interaction_mix_from_labels(norman_gi["gi_type_labels"]["gi_type"])
     assert mix.synergy == pytest.approx(30 / 88) and mix.additive == pytest.approx(16 / 88)
     with pytest.raises(ValueError, match="Unknown GI types"):
-        pb.interaction_mix_from_labels(["ADDITIVE", "WEIRD"])
+        pdata.interaction_mix_from_labels(["ADDITIVE", "WEIRD"])
 
 
-def test_benchmark_tidy_and_leak_free():
+def test_pseudobulk_hand_case():
+    import anndata as ad
+    x = np.array([[1.0, 0.0], [3.0, 1.0], [0.0, 2.0]])
+    obs = pd.DataFrame({"condition": ["A", "control", "A"], "library_size": [1e4, 1e4, 2e4]}, index=["c1", "c2", "c3"])
+    bulk = pseudobulk(ad.AnnData(X=x, obs=obs))
+    assert list(bulk.index) == ["A", "control"]                  # order of appearance
+    expected_a = [(np.log1p(1.0) + np.log1p(0.0)) / 2, (np.log1p(0.0) + np.log1p(1.0)) / 2]
+    np.testing.assert_allclose(bulk.loc["A"], expected_a)
+    np.testing.assert_allclose(bulk.loc["control"], np.log1p([3.0, 1.0]))
+
+
+@pytest.fixture(scope="module")
+def small_screen():
     adata = simulate_perturbations(n_genes=80, n_single=8, n_double=12, cells_per_condition=20, n_control=60, seed=0)
     truth = adata.uns["ground_truth"]["interactions"]["interaction_type"] == "synergy"
-    data = pb.prepare_perturbation_data(adata, "sim", synergy=truth)
+    return pdata.prepare_perturbation_data(adata, "sim", synergy=truth)
+
+
+def test_benchmark_tidy(small_screen):
     methods = pb.default_methods(cvae={"epochs": 1, "n_hidden": 16, "n_latent": 2, "max_control_cells": 20})
-    results = pb.benchmark([data], {"gears": split_gears, "additive": split_additive}, methods, seeds=[0, 1])
+    results = pb.benchmark([small_screen], {"gears": split_gears, "additive": split_additive}, methods, seeds=[0, 1])
     assert set(results.columns) >= {"dataset", "split", "seed", "method", "group", "metric", "value"}
     assert set(results["method"]) == set(methods) and set(results["seed"]) == {0, 1}
+    assert set(pb.METRICS) <= set(results["metric"])
     summary = pb.summarize(results)
-    row = summary[(summary.method == "no change") & (summary.metric == "MSE top-20 DE / no change")]
+    row = summary[(summary.method == "no change") & (summary.metric == pb.MSE_DE)]
     assert np.allclose(row["mean"], 1.0)                           # no change is the reference of this metric
-    disc = summary[(summary.method == "no change") & (summary.metric == "discrimination rank")]
+    disc = summary[(summary.method == "no change") & (summary.metric == pb.DISCRIMINATION)]
     assert np.allclose(disc["mean"], 0.5)
-    table = pb.format_table(pb.summarize(results, groups=False), ["L2 (top 1,000 genes)", "Pearson delta"])
+    # synergy detection comes with the number of labelled test doubles and of positives among them
+    syn = results[(results.metric == pb.SYNERGY_N) & (results.method == "additive")]
+    pos = results[(results.metric == pb.SYNERGY_POSITIVES) & (results.method == "additive")]
+    assert len(syn) == 4 and (pos["value"].to_numpy() <= syn["value"].to_numpy()).all()
+    table = pb.format_table(pb.summarize(results, groups=False), [pb.L2, pb.PEARSON_DELTA])
     assert table.shape[1] == 2 and "±" in table.iloc[0, 0]
+
+
+class _Spy(NoChange):
+    """A no-change predictor that records what it was trained on and asked to predict."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def fit(self, pseudobulk, adata=None):
+        self.log.append({"bulk": set(pseudobulk.index), "cells": set(adata.obs["condition"].astype(str))})
+        return super().fit(pseudobulk, adata)
+
+    def predict(self, labels):
+        self.log[-1]["test"] = set(labels)
+        return super().predict(labels)
+
+
+def _spy_benchmark(data, splits):
+    log = []
+    results = pb.benchmark([data], splits, {"spy": lambda d, s: _Spy(log)}, seeds=[0, 1, 2])
+    return log, results
+
+
+def _assert_no_leak(log, results):
+    tested = results.dropna(subset=["perturbation"]).groupby(["split", "seed"], sort=False)["perturbation"].agg(set)
+    assert len(log) == len(tested)
+    for fit, ((split, seed), scored) in zip(log, tested.items()):
+        assert fit["test"] == scored, (split, seed)                 # what was scored is what was held out
+        assert not fit["test"] & fit["bulk"], f"{split}, seed {seed}: test perturbations in the training pseudobulk"
+        assert not fit["test"] & fit["cells"], f"{split}, seed {seed}: test perturbations in the training cells"
+        assert "control" in fit["bulk"] and fit["bulk"] == fit["cells"]
+
+
+def test_benchmark_leak_free(small_screen):
+    """No test perturbation of any split and seed reaches a model's training data, pseudobulk or cells."""
+    log, results = _spy_benchmark(small_screen, {"gears": split_gears, "additive": split_additive})
+    assert len(log) == 6 and all(fit["test"] for fit in log)
+    _assert_no_leak(log, results)
+
+
+def test_benchmark_leak_is_caught(small_screen, monkeypatch):
+    """A split that puts a test perturbation in training stops the benchmark (LeakError), and a benchmark
+    that fits on every perturbation fails the check of test_benchmark_leak_free."""
+    import dataclasses
+
+    from genailab_core.data import LeakError
+
+    def leaky_split(labels, seed=0):
+        split = split_additive(labels, seed=seed)
+        return dataclasses.replace(split, train=(*split.train, split.test[0]))
+
+    with pytest.raises(LeakError):
+        pb.benchmark([small_screen], {"leaky": leaky_split}, {"no change": lambda d, s: NoChange()}, seeds=[0])
+
+    original = pb.run_split
+
+    def run_split_fitting_on_everything(data, split, methods, seed, split_name, genes=None):
+        def leaky(make):
+            def make_leaky(d, s):
+                predictor = make(d, s)
+                fit = predictor.fit
+                predictor.fit = lambda bulk, adata=None: fit(d.pseudobulk, d.adata)   # every perturbation
+                return predictor
+            return make_leaky
+        return original(data, split, {k: leaky(m) for k, m in methods.items()}, seed, split_name, genes)
+
+    monkeypatch.setattr(pb, "run_split", run_split_fitting_on_everything)
+    log, results = _spy_benchmark(small_screen, {"additive": split_additive})
+    with pytest.raises(AssertionError, match="training pseudobulk"):
+        _assert_no_leak(log, results)
+
+
+def test_training_hvgs_use_training_cells_only(small_screen):
+    """The per-split gene selection sees the training cells only: cells of test perturbations can be
+    anything without changing the genes."""
+    split = split_additive(small_screen.pseudobulk.index, seed=0)
+    cells = split.cell_split(small_screen.adata.obs["condition"].astype(str))
+    select = pb.training_hvgs(30)
+    genes = list(select(small_screen, cells.train))
+    scrambled = small_screen.adata.copy()
+    rng = np.random.default_rng(0)
+    scrambled.X[cells.test] = rng.poisson(50, size=(len(cells.test), scrambled.n_vars))
+    data = pdata.PerturbationData(**{**vars(small_screen), "adata": scrambled})
+    assert list(select(data, cells.train)) == genes
+    assert list(pb.training_hvgs(30, transductive=True)(data, cells.train)) != genes
+    restricted = small_screen.restrict(genes)
+    assert list(restricted.pseudobulk.columns) == genes and restricted.adata.n_vars == len(genes)
+    np.testing.assert_allclose(restricted.pseudobulk.to_numpy(), small_screen.pseudobulk[genes].to_numpy())
+    label = split.test[0]                                          # DE genes: the full ranking, restricted
+    ranked = [g for g in small_screen.ranking[0][label] if g in set(genes)][:20]
+    assert list(restricted.pseudobulk.columns[restricted.de[label]]) == ranked
+    results = pb.benchmark([small_screen], {"additive": split_additive}, {"additive": lambda d, s: Additive()},
+                           seeds=[0], genes=select)
+    assert results["value"].notna().any()
 
 
 def test_full_norman_path_on_a_full_layout_copy_of_the_subset(norman, tmp_path):
@@ -177,10 +286,10 @@ def test_full_norman_path_on_a_full_layout_copy_of_the_subset(norman, tmp_path):
                        index=norman.obs_names)
     ad.AnnData(X=norman.X.copy(), obs=obs, var=pd.DataFrame(index=norman.var_names)).write_h5ad(
         tmp_path / "NormanWeissman2019_filtered.h5ad")
-    full = pb.load_screen("norman2019", max_genes=200, path=tmp_path / "NormanWeissman2019_filtered.h5ad")
+    full = pdata.load_screen("norman2019", max_genes=200, path=tmp_path / "NormanWeissman2019_filtered.h5ad")
     assert list(full.obs["condition"].astype(str)) == list(norman.obs["condition"].astype(str))
     assert 200 <= full.n_vars <= 201 and "TMSB4X" in full.var_names          # HVGs + the measured target
-    data = pb.prepare_perturbation_data(full, "norman2019")
+    data = pdata.prepare_perturbation_data(full, "norman2019")
     methods = {k: v for k, v in pb.default_methods().items() if k != "CVAE-NB"}
     results = pb.benchmark([data], {"gears": split_gears}, methods, seeds=[0])
     assert set(results["method"]) == set(methods) and results["value"].notna().any()

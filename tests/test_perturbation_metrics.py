@@ -76,6 +76,35 @@ def test_discrimination_rank_hand_case():
     assert M.discrimination_rank(same, truths).tolist() == [0.5, 0.5, 0.5]
 
 
+def test_discrimination_rank_hand_case_with_gene_subset():
+    # on genes [0, 1] (gene 2 ignored): truths t0 = (0, 0), t1 = (3, 4); predictions p0 = (3, 0), p1 = (0, 0)
+    truths = np.array([[0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
+    predictions = np.array([[3.0, 0.0, 0.0], [0.0, 0.0, 100.0]])    # on all genes p1 is far from both
+    # truth 0: own p0 at 3, other p1 at 0 (closer) -> 1 of 1; truth 1: own p1 at 5, other p0 at 4 (closer) -> 1
+    assert M.discrimination_rank(predictions, truths, genes=[0, 1]).tolist() == [1.0, 1.0]
+    # swap the predictions: each truth's own prediction is now the closer one -> 0
+    assert M.discrimination_rank(predictions[[1, 0]], truths, genes=[0, 1]).tolist() == [0.0, 0.0]
+    assert M.discrimination_rank(predictions, truths).tolist() == [0.0, 1.0]   # gene 2 counted
+
+
+def test_discrimination_rank_equals_the_pairwise_definition():
+    rng = np.random.default_rng(0)
+    pred, true = rng.normal(size=(7, 30)), rng.normal(size=(7, 30))
+    pred[3] = pred[5]                                             # a tie between two predictions
+    dist = np.sqrt(((true[:, None, :] - pred[None, :, :]) ** 2).sum(-1))
+    own = np.diag(dist)[:, None]
+    expected = ((dist < own).sum(1) + 0.5 * ((dist == own).sum(1) - 1)) / 6
+    np.testing.assert_allclose(M.discrimination_rank(pred, true), expected)
+
+
+def test_pearson_delta_on_a_gene_set():
+    # on genes [0, 2]: changes (0.5, -1) and (1, -2) are perfectly correlated
+    assert M.pearson_delta(PRED, TRUTH, CTRL, genes=[0, 2]) == pytest.approx(1.0)
+    top = M.top_expressed_genes(CTRL, n=3)                        # genes 3, 2, 1: changes (0, -1, 1), (0, -2, 0)
+    a, b = np.array([0.0, -1, 1]), np.array([0.0, -2, 0])
+    assert M.pearson_delta(PRED, TRUTH, CTRL, genes=top) == pytest.approx(np.corrcoef(a, b)[0, 1])
+
+
 def test_perturbation_metrics_bad_shapes():
     with pytest.raises(ValueError, match="same shape"):
         M.pearson_delta(PRED, TRUTH[:3], CTRL)

@@ -1,13 +1,7 @@
 """The book's models. Each owns ``loss(batch, step=None) -> LossOutput`` and ``sample(...)``."""
-from .perturbation import (
-    Additive,
-    CVAEPredictor,
-    LinearPCA,
-    NoChange,
-    PerturbationSetEncoder,
-    TargetVocabulary,
-    TrainingMean,
-)
+from ..data.labels import TargetVocabulary
+from .perturbation_baselines import Additive, LinearPCA, NoChange, TrainingMean
+from .perturbation_cvae import CVAEPredictor, PerturbationSetEncoder
 from .evaluation import heldout_elbo, marginal_log_likelihood, mean_over_batches
 from .base import LatentVariableModel, LossOutput, iwae_bound
 from .linear_gaussian import LinearGaussianVAE

@@ -48,7 +48,7 @@ class VAE(LatentVariableModel):
     CVAE of Sohn et al. 2015) or "decoder" (as scVI does for batch). ``condition_encoder``
     replaces the categorical embedding by any module with an ``n_out`` attribute that maps the
     batch tensor of its one condition key to (batch, n_out), e.g. a set encoder of perturbation
-    targets (models/perturbation.py).
+    targets (models/perturbation_cvae.py).
     Objective (see :class:`LatentVariableModel`): ``beta`` weights the KL (1 = the ELBO); ``free_bits`` > 0
     stops penalizing the KL of a latent dimension below that many nats (Kingma et al. 2016, eq. 15);
     ``kl_warmup_steps`` raises the KL weight from 0 to 1 over that many optimizer steps;
