@@ -19,7 +19,7 @@ from .converters_r import (
     convert_seurat_ifnb1k,
     convert_tradeseq_se,
 )
-from .registry import DataFile, DatasetSpec, github_raw
+from .registry import DataFile, DatasetSpec, github_converted, github_raw
 from .registry import github_source as _source
 
 
@@ -53,13 +53,10 @@ _PBMC3K = DatasetSpec(
             converted=True,
             converter=convert_10x_tarball,
         ),
-        DataFile(
-            "pbmc3k_seurat_annotations.csv",
-            "4b43fda68db3521c3fec66486a31b230dde085a7613065725d525b57dc862c14",
-            github_raw(*_RCPPML),
-            f"sha256:{_RCPPML_SHA}",
+        github_converted(
+            "pbmc3k_seurat_annotations.csv", "4b43fda68db3521c3fec66486a31b230dde085a7613065725d525b57dc862c14",
+            _RCPPML, _RCPPML_SHA,
             "Seurat-tutorial cell types (9) for 2,638 barcodes; 62 blank. Made from RcppML's pbmc3k_meta.rds.",
-            converted=True,
             converter=convert_rcppml_meta,
         ),
         DataFile(
@@ -114,13 +111,10 @@ _KANG_IFNB1K = DatasetSpec(
     folder="kang2018",
     title="Kang 2018 IFN-beta PBMCs, seuratTools' ~1k-cell subset of SeuratData ifnb",
     files=(
-        DataFile(
-            "kang2018_ifnb1k_seuratTools.h5ad",
-            "94e5b82e52f9b87f5191c9e25133926bf38e338ab2cd1e3c6b3cc20496de5dd5",
-            github_raw(*_SEURATTOOLS),
-            f"sha256:{_SEURATTOOLS_SHA}",
+        github_converted(
+            "kang2018_ifnb1k_seuratTools.h5ad", "94e5b82e52f9b87f5191c9e25133926bf38e338ab2cd1e3c6b3cc20496de5dd5",
+            _SEURATTOOLS, _SEURATTOOLS_SHA,
             "832 cells x 14,053 genes, raw UMI counts; obs stim (CTRL/STIM), seurat_annotations.",
-            converted=True,
             converter=convert_seurat_ifnb1k,
         ),
         _source("source/seuratTools_ifnb1k.rda", _SEURATTOOLS_SHA, *_SEURATTOOLS, "Seurat v4 object ifnb1k."),
@@ -135,13 +129,10 @@ _KANG_MUSCAT = DatasetSpec(
     folder="kang2018",
     title="Kang 2018 IFN-beta PBMCs, muscat's example_sce (2 donors x 2 conditions, 5 cell types)",
     files=(
-        DataFile(
-            "kang2018_muscat_example_sce.h5ad",
-            "d333cf5b22861106e8f706f4cbe7f9adaf2cb5b854e3fa9cd42f1f3d4bca423d",
-            github_raw(*_MUSCAT),
-            f"sha256:{_MUSCAT_SHA}",
+        github_converted(
+            "kang2018_muscat_example_sce.h5ad", "d333cf5b22861106e8f706f4cbe7f9adaf2cb5b854e3fa9cd42f1f3d4bca423d",
+            _MUSCAT, _MUSCAT_SHA,
             "1,556 cells x 1,267 genes, raw UMI counts; obs cluster_id, sample_id, group_id.",
-            converted=True,
             converter=convert_muscat_sce,
         ),
         _source("source/muscat_example_sce.rda", _MUSCAT_SHA, *_MUSCAT, "SingleCellExperiment example_sce."),
@@ -156,13 +147,10 @@ _PAPALEXI = DatasetSpec(
     folder="papalexi2021_eccite",
     title="Papalexi 2021 THP-1 ECCITE-seq CRISPR-KO screen, low-MOI example of sceptredata (299 genes)",
     files=(
-        DataFile(
-            "papalexi2021_thp1_lowmoi_sceptredata.h5ad",
-            "6f4a8981d6359277506da28aedde27748cd90bd35243fd798d8653f0a9df6484",
-            github_raw(*_SCEPTRE),
-            f"sha256:{_SCEPTRE_SHA}",
+        github_converted(
+            "papalexi2021_thp1_lowmoi_sceptredata.h5ad", "6f4a8981d6359277506da28aedde27748cd90bd35243fd798d8653f0a9df6484",
+            _SCEPTRE, _SCEPTRE_SHA,
             "20,729 cells x 299 genes, raw UMI counts; obsm grna_counts (110 gRNAs); obs target_top, bio_rep.",
-            converted=True,
             converter=convert_sceptre_lowmoi,
         ),
         _source(
@@ -186,13 +174,10 @@ _PAUL15 = DatasetSpec(
     folder="paul15_myeloid",
     title="Paul 2015 mouse myeloid progenitors (MARS-seq), tradeSeq's Monocle subset",
     files=(
-        DataFile(
-            "paul15_tradeSeq_se.h5ad",
-            "fc0b25dc162c1837491c285088f4d5ddb3f97b7ac1c99da26daf0b511de72f70",
-            github_raw(*_TRADESEQ),
-            f"sha256:{_TRADESEQ_SHA}",
+        github_converted(
+            "paul15_tradeSeq_se.h5ad", "fc0b25dc162c1837491c285088f4d5ddb3f97b7ac1c99da26daf0b511de72f70",
+            _TRADESEQ, _TRADESEQ_SHA,
             "2,660 cells x 3,004 genes, raw UMI counts; obs Pseudotime, cell_type, cell_type2, batch columns.",
-            converted=True,
             converter=convert_tradeseq_se,
         ),
         _source("source/tradeSeq_se.rda", _TRADESEQ_SHA, *_TRADESEQ, "SummarizedExperiment se."),
@@ -213,13 +198,10 @@ _BODYMAP2 = DatasetSpec(
     folder="bulk_tissues",
     title="Illumina Human BodyMap 2.0 bulk RNA-seq (ReCount), 16 tissues + 3 mixtures",
     files=(
-        DataFile(
-            "bodymap2_asmann_recount.h5ad",
-            "23d6af899575159f7c2d4ad4dddfdca453289028e0a698f51ebafd3f4db65f56",
-            github_raw(*_ABCDATA, "data/AsmannTissues.rda"),
-            f"sha256:{_ASMANN_SHA}",
+        github_converted(
+            "bodymap2_asmann_recount.h5ad", "23d6af899575159f7c2d4ad4dddfdca453289028e0a698f51ebafd3f4db65f56",
+            (*_ABCDATA, "data/AsmannTissues.rda"), _ASMANN_SHA,
             "19 samples x 52,580 Ensembl genes, raw read counts (int32); obs tissue.type.",
-            converted=True,
             converter=convert_abcdata_bulk,
         ),
         _source(
@@ -240,13 +222,10 @@ _WANG2008 = DatasetSpec(
     folder="bulk_tissues",
     title="Wang 2008 human tissues and cell lines bulk RNA-seq (ReCount)",
     files=(
-        DataFile(
-            "wang2008_recount.h5ad",
-            "3381767554109165df2ba6e184aa139d9fb4c87a618cf48335761e1364db0443",
-            github_raw(*_ABCDATA, "data/WangTissues.rda"),
-            f"sha256:{_WANG_SHA}",
+        github_converted(
+            "wang2008_recount.h5ad", "3381767554109165df2ba6e184aa139d9fb4c87a618cf48335761e1364db0443",
+            (*_ABCDATA, "data/WangTissues.rda"), _WANG_SHA,
             "22 samples x 52,580 Ensembl genes, raw read counts (int32); obs cell.type.",
-            converted=True,
             converter=convert_abcdata_bulk,
         ),
         _source("source/ABCdata_WangTissues.rda", _WANG_SHA, *_ABCDATA, "data/WangTissues.rda", "ABCdata WangTissues."),

@@ -7,7 +7,7 @@ the entries follow ``PROVENANCE.md`` section 6.
 from __future__ import annotations
 
 from .converters import convert_perturbench_devel
-from .registry import DataFile, DatasetSpec, github_raw, github_source
+from .registry import DataFile, DatasetSpec, github_converted, github_raw, github_source
 
 _PERTURBENCH = (
     "altoslabs/perturbench",
@@ -32,31 +32,22 @@ _NORMAN_SUBSET = DatasetSpec(
     folder="norman2019",
     title="Norman 2019 K562 CRISPRa Perturb-seq, PerturBench development subset (3,375 cells x 500 genes)",
     files=(
-        DataFile(
-            "norman2019_perturbench_subset.h5ad",
-            "d07872c0f3f93ebf608e35eb63d9995bb4011a4f2b6b07342f7ca89fc4790450",
-            github_raw(*_PERTURBENCH),
-            f"sha256:{_PERTURBENCH_SHA}",
+        github_converted(
+            "norman2019_perturbench_subset.h5ad", "d07872c0f3f93ebf608e35eb63d9995bb4011a4f2b6b07342f7ca89fc4790450",
+            _PERTURBENCH, _PERTURBENCH_SHA,
             "Norman cells of PerturBench devel.h5ad; X upstream log1p values; layers['counts'] reconstructed UMIs.",
-            converted=True,
             converter=convert_perturbench_devel,
         ),
-        DataFile(
-            "norman2019_perturbench_subset_pseudobulk_counts.csv.gz",
-            "c918000541c62ccd4cc0a2393fb18c0a923842e21ba395a82cd83bf7a140c7fb",
-            github_raw(*_PERTURBENCH),
-            f"sha256:{_PERTURBENCH_SHA}",
+        github_converted(
+            "norman2019_perturbench_subset_pseudobulk_counts.csv.gz", "c918000541c62ccd4cc0a2393fb18c0a923842e21ba395a82cd83bf7a140c7fb",
+            _PERTURBENCH, _PERTURBENCH_SHA,
             "Per-condition sums of the reconstructed counts (34 conditions x 500 genes).",
-            converted=True,
             required=False,
         ),
-        DataFile(
-            "norman2019_perturbench_subset_pseudobulk_meanlog.csv.gz",
-            "f5db909e295d8ef55d9394a8efc0e811c6d327030a208d4b90886561858883c0",
-            github_raw(*_PERTURBENCH),
-            f"sha256:{_PERTURBENCH_SHA}",
+        github_converted(
+            "norman2019_perturbench_subset_pseudobulk_meanlog.csv.gz", "f5db909e295d8ef55d9394a8efc0e811c6d327030a208d4b90886561858883c0",
+            _PERTURBENCH, _PERTURBENCH_SHA,
             "Per-condition means of the upstream log1p values (34 conditions x 500 genes).",
-            converted=True,
             required=False,
         ),
         github_source(

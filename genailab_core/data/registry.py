@@ -70,6 +70,14 @@ def github_source(relpath: str, sha256: str, repo: str, commit: str, path: str, 
     return DataFile(relpath, sha256, github_raw(repo, commit, path), f"sha256:{sha256}", description, required=False)
 
 
+def github_converted(relpath: str, sha256: str, upstream: tuple[str, str, str], upstream_sha256: str,
+                     description: str, converter: Converter | None = None, required: bool = True) -> DataFile:
+    """A placed file made by ``converter`` from the upstream file ``upstream`` = (repo, commit, path) on GitHub,
+    whose own hash is ``upstream_sha256``."""
+    return DataFile(relpath, sha256, github_raw(*upstream), f"sha256:{upstream_sha256}", description,
+                    converted=True, converter=converter, required=required)
+
+
 # Converter: upstream file (as downloaded) -> placed file; the converters are in .converters.
 Converter = Callable[[Path, Path], None]
 
