@@ -27,6 +27,8 @@ import pandas as pd
 
 from .labels import CONTROL, canonical_label, targets_of
 
+Labels = Sequence[str] | np.ndarray | pd.Series        # perturbation labels, one per cell or per perturbation
+
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,8 @@ class PerturbationSplit:
         return CellSplit(np.flatnonzero(~in_test), np.array([], dtype=np.int64), np.flatnonzero(in_test))
 
 
-def split_perturbations(
-    perturbations: Sequence[str] | np.ndarray | pd.Series,
-    holdout_fraction: float = 0.2,
-    seed: int = 0,
-    control: str = CONTROL,
-) -> PerturbationSplit:
+def split_perturbations(perturbations: Labels, holdout_fraction: float = 0.2, seed: int = 0,
+                        control: str = CONTROL) -> PerturbationSplit:
     """Hold out whole perturbations (never the control).
 
     perturbations: labels, one per cell or one per perturbation ("control", "A", "A+B").
@@ -161,7 +159,7 @@ def split_perturbations(
     """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}.")
-    names = sorted(set(np.asarray(perturbations, dtype=object).astype(str)) - {control})
+    names = _conditions(perturbations, control)
     if len(names) < 2:
         raise ValueError(f"Need at least two non-control perturbations to hold one out; found {names}.")
     n_test = int(np.clip(round(holdout_fraction * len(names)), 1, len(names) - 1))
@@ -171,20 +169,16 @@ def split_perturbations(
     return PerturbationSplit(train=train, test=test, control=control)
 
 
-def _conditions(perturbations, control: str) -> list[str]:
+def _conditions(perturbations: Labels, control: str) -> list[str]:
+    """The sorted distinct non-control labels; a malformed label raises here, before any split is drawn."""
     names = sorted(set(np.asarray(perturbations, dtype=object).astype(str)) - {control})
     for name in names:
         targets_of(name, control)  # fails early on malformed labels
     return names
 
 
-def split_gears(
-    perturbations: Sequence[str] | np.ndarray | pd.Series,
-    gene_holdout_fraction: float = 0.25,
-    seen2_holdout_fraction: float = 0.5,
-    seed: int = 0,
-    control: str = CONTROL,
-) -> PerturbationSplit:
+def split_gears(perturbations: Labels, gene_holdout_fraction: float = 0.25, seen2_holdout_fraction: float = 0.5,
+                seed: int = 0, control: str = CONTROL) -> PerturbationSplit:
     """GEARS' "simulation" split (Roohani et al. 2024): hold out target genes, then perturbations.
 
     gene_holdout_fraction: share of the target genes (of all perturbations) held out, at least 1.
@@ -220,12 +214,8 @@ def _gears_group(label: str, seen: set[str]) -> str:
     return "single_unseen" if len(genes) == 1 else f"seen{n_seen}"
 
 
-def split_additive(
-    perturbations: Sequence[str] | np.ndarray | pd.Series,
-    double_holdout_fraction: float = 0.5,
-    seed: int = 0,
-    control: str = CONTROL,
-) -> PerturbationSplit:
+def split_additive(perturbations: Labels, double_holdout_fraction: float = 0.5, seed: int = 0,
+                   control: str = CONTROL) -> PerturbationSplit:
     """Ahlmann-Eltze et al. (2025): every single trains, with a share of the doubles; the rest test.
 
     double_holdout_fraction: share of the doubles held out (rounded, at least one double).
