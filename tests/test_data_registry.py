@@ -12,7 +12,7 @@ import pytest
 import scipy.io as sio
 import scipy.sparse as sp
 
-from genailab_core.data import registry
+from genailab_core.data import catalog, registry
 from genailab_core.data.registry import (
     REGISTRY,
     ChecksumError,
@@ -197,7 +197,10 @@ def test_download_converts_perturbench_devel(data_root, empty_env, monkeypatch):
     monkeypatch.setattr("pooch.retrieve", fake_retrieve)
     built = resolve_file("norman2019_subset", "norman2019_perturbench_subset.h5ad")
     assert built == empty_env / "cache" / "norman2019" / "norman2019_perturbench_subset.h5ad"
-    assert calls == [(registry.github_raw(*registry._PERTURBENCH), f"sha256:{registry._PERTURBENCH_SHA}")]
+    upstream = registry.github_raw(
+        "altoslabs/perturbench", "4dd6a03c54ef348f6be6e46e21ea7f80eb2daaa2", "src/perturbench/data/resources/devel.h5ad"
+    )
+    assert calls == [(upstream, "sha256:220998f5630c813228c8661c86dd52244b9ac87127511289af90e0d900d8429b")]
     rebuilt = ad.read_h5ad(built)
     placed = ad.read_h5ad(data_root / "norman2019" / "norman2019_perturbench_subset.h5ad")
     assert (rebuilt.obs_names == placed.obs_names).all()
@@ -254,3 +257,63 @@ def test_md5_registry_entry_for_full_norman():
     entry = REGISTRY["norman2019"].file("NormanWeissman2019_filtered.h5ad")
     assert entry.url.startswith("https://zenodo.org/records/") and entry.local_hash.startswith("md5:")
     assert entry.downloadable and not entry.converted and entry.sha256 is None
+
+
+_TOML_ENTRY = """
+[[dataset]]
+name = "tiny"
+folder = "tiny"
+title = "A tiny data set"
+citation = "Nobody (2024)."
+licence = "CC0"
+url = "https://example.org/tiny"
+
+[[dataset.file]]
+relpath = "tiny.h5ad"
+sha256 = "{sha}"
+repo = "owner/tiny"
+commit = "0123456789abcdef0123456789abcdef01234567"
+path = "data/tiny.tar.gz"
+url_hash = ""
+description = "The tiny matrix."
+converted = true
+converter = "{converter}"
+member = "tiny/matrix.mtx"
+"""
+
+
+def test_parse_catalog_builds_specs():
+    """A TOML entry gives a DatasetSpec with the GitHub raw URL and the converter named in it."""
+    specs = catalog.parse_catalog(_TOML_ENTRY.format(sha="ab" * 32, converter="extract_tar_member"))
+    entry = specs["tiny"].file("tiny.h5ad")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    assert entry.url == registry.github_raw("owner/tiny", commit, "data/tiny.tar.gz")
+    assert entry.sha256 == "ab" * 32 and entry.url_hash is None
+    assert entry.converted and entry.required and callable(entry.converter)
+
+
+def test_parse_catalog_rejects_unknown_converter():
+    message = r"data set 'tiny', file 'tiny.h5ad': unknown converter 'convert_tiny'"
+    with pytest.raises(catalog.CatalogError, match=message):
+        catalog.parse_catalog(_TOML_ENTRY.format(sha="ab" * 32, converter="convert_tiny"))
+
+
+def test_parse_catalog_rejects_missing_sha256():
+    text = _TOML_ENTRY.format(sha="ab" * 32, converter="extract_tar_member")
+    text = text.replace('sha256 = "' + "ab" * 32 + '"\n', "")
+    with pytest.raises(catalog.CatalogError, match=r"data set 'tiny', file 'tiny.h5ad': missing field 'sha256'"):
+        catalog.parse_catalog(text)
+
+
+def test_catalog_file_loads_into_registry():
+    """REGISTRY is what the shipped datasets.toml says, entry for entry."""
+    assert catalog.load_catalog() == REGISTRY
+
+
+def test_catalog_file_ships_with_the_package():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["genailab_core"]
+    assert any(Path(catalog.CATALOG_FILE).match(p) for p in patterns)

@@ -46,15 +46,19 @@ def log_normalized(adata: ad.AnnData, library_key: str = "library_size") -> sp.c
     return log_normalize_counts(x, library, TARGET_SUM)
 
 
-def pseudobulk(adata: ad.AnnData, key: str = "condition", library_key: str = "library_size") -> pd.DataFrame:
-    """Mean log-normalized expression per condition: (conditions, genes), conditions in order of appearance."""
+def pseudobulk(adata: ad.AnnData, key: str = "condition", library_key: str = "library_size",
+               log_values: sp.csr_matrix | None = None) -> pd.DataFrame:
+    """Mean log-normalized expression per condition: (conditions, genes), conditions in order of appearance.
+
+    log_values: ``log_normalized(adata, library_key)`` when the caller has it already (it is not recomputed)."""
     import scanpy as sc
 
     if key not in adata.obs:
         raise KeyError(f"obs has no column {key!r}; available: {list(adata.obs.columns)}.")
     labels = adata.obs[key].astype(str).to_numpy()
     names = list(pd.unique(labels))
-    cells = ad.AnnData(X=log_normalized(adata, library_key), var=pd.DataFrame(index=adata.var_names.astype(str)),
+    values = log_normalized(adata, library_key) if log_values is None else log_values
+    cells = ad.AnnData(X=values, var=pd.DataFrame(index=adata.var_names.astype(str)),
                        obs=pd.DataFrame({key: pd.Categorical(labels, categories=names)}, index=adata.obs_names))
     means = sc.get.aggregate(cells, by=key, func="mean")                        # (conditions, genes)
     return pd.DataFrame(means.layers["mean"], index=means.obs_names.astype(str),
@@ -113,17 +117,17 @@ def norman_synergy_labels(gi_type_labels: pd.DataFrame) -> pd.Series:
 
 
 # -- DE genes -------------------------------------------------------------------------------------------
-def rank_against_control(adata: ad.AnnData, key: str = "condition",
-                         control: str = CONTROL) -> tuple[pd.DataFrame, pd.DataFrame]:
+def rank_against_control(adata: ad.AnnData, key: str = "condition", control: str = CONTROL,
+                         log_values: sp.csr_matrix | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every gene of each condition ranked against the control, as GEARS does: scanpy
-    ``rank_genes_groups`` (t-test, by |score|) on log1p(1e4 x / l).
+    ``rank_genes_groups`` (t-test, by |score|) on log1p(1e4 x / l) (``log_values``, if computed already).
 
     Returns (names, adjusted p-values), each (ranked genes, conditions): column c lists the genes
     of condition c, most changed first, and their Benjamini-Hochberg adjusted p-values.
     """
     import scanpy as sc
 
-    tmp = ad.AnnData(X=log_normalized(adata), obs=pd.DataFrame({key: adata.obs[key].astype(str).to_numpy()},
+    tmp = ad.AnnData(X=log_normalized(adata) if log_values is None else log_values, obs=pd.DataFrame({key: adata.obs[key].astype(str).to_numpy()},
                                                                index=adata.obs_names), var=adata.var[[]])
     tmp.uns["log1p"] = {"base": None}
     groups = sorted(set(tmp.obs[key]) - {control})
@@ -198,10 +202,11 @@ def prepare_perturbation_data(adata: ad.AnnData, name: str, n_de: int = 20, n_to
     """Pseudobulk, DE genes and top-expressed genes of a screen (obs ``condition`` with a "control")."""
     if CONTROL not in set(adata.obs["condition"].astype(str)):
         raise ValueError(f"{name}: obs['condition'] has no {CONTROL!r} cells; the benchmark needs controls.")
-    bulk = pseudobulk(adata)
+    log_values = log_normalized(adata)                                         # once, for both uses below
+    bulk = pseudobulk(adata, log_values=log_values)
     labels = pd.Series(synergy if synergy is not None else {}, dtype=bool)
     labels = labels[labels.index.isin(bulk.index)]
-    ranking = rank_against_control(adata)
+    ranking = rank_against_control(adata, log_values=log_values)
     return PerturbationData(name=name, adata=adata, pseudobulk=bulk, de=de_genes(adata, n_de, ranking=ranking),
                             top_genes=top_expressed_genes(bulk.loc[CONTROL].to_numpy(), n_top), synergy=labels,
                             vocabulary=TargetVocabulary.from_labels(bulk.index), ranking=ranking, n_de=n_de,

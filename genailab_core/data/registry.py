@@ -2,8 +2,9 @@
 
 Each data set is a :class:`DatasetSpec`: its canonical public page, citation and licence,
 and the files its loader reads (:class:`DataFile`, each with the sha256 of the verified copy
-and the canonical URL it comes from); the entries themselves are in :mod:`.catalog`
-(:data:`REGISTRY`, importable from here too), the download-time conversions in
+and the canonical URL it comes from); the entries themselves are data, in
+``resources/datasets.toml``, loaded by :mod:`.catalog` (:data:`REGISTRY`, importable from here
+too), the download-time conversions in
 :mod:`.converters` and :mod:`.converters_r` (the R objects, read with ``rdata``, no R).
 :func:`resolve_file` finds a file in this order (``DESIGN.md`` section 5):
 
@@ -63,19 +64,6 @@ class ChecksumError(ValueError):
 def github_raw(repo: str, commit: str, path: str) -> str:
     """URL of one file of a public GitHub repository at a fixed commit."""
     return f"https://raw.githubusercontent.com/{repo}/{commit}/{path}"
-
-
-def github_source(relpath: str, sha256: str, repo: str, commit: str, path: str, description: str) -> DataFile:
-    """A byte-identical upstream copy from GitHub (provenance under ``source/``; not read by the loaders)."""
-    return DataFile(relpath, sha256, github_raw(repo, commit, path), f"sha256:{sha256}", description, required=False)
-
-
-def github_converted(relpath: str, sha256: str, upstream: tuple[str, str, str], upstream_sha256: str,
-                     description: str, converter: Converter | None = None, required: bool = True) -> DataFile:
-    """A placed file made by ``converter`` from the upstream file ``upstream`` = (repo, commit, path) on GitHub,
-    whose own hash is ``upstream_sha256``."""
-    return DataFile(relpath, sha256, github_raw(*upstream), f"sha256:{upstream_sha256}", description,
-                    converted=True, converter=converter, required=required)
 
 
 # Converter: upstream file (as downloaded) -> placed file; the converters are in .converters.
@@ -361,9 +349,9 @@ def __getattr__(name: str):
 
     Looked up lazily because those modules import this one (for the types and errors above).
     """
-    from . import catalog, catalog_perturbseq, converters, converters_r
+    from . import catalog, converters, converters_r
 
-    for module in (catalog, catalog_perturbseq, converters, converters_r):
+    for module in (catalog, converters, converters_r):
         if not name.startswith("__") and name in vars(module):
             return vars(module)[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
