@@ -206,3 +206,17 @@ def test_log_normalize_counts_matches_scanpy_for_every_input_type():
     np.testing.assert_allclose(log_normalize_counts(counts, library=panel), np.log1p(counts), rtol=1e-6)
     with pytest.raises(ValueError, match="one size per cell"):
         log_normalize_counts(counts, library=panel[:3])
+
+
+def test_a_singular_seurat_v3_loess_is_refitted_with_a_wider_span(pbmc3k_all):
+    """540 PBMCs: skmisc's loess reports a 'reciprocal condition number' at span 0.3 (scanpy #1504); select_hvg
+    warns and refits wider instead of failing."""
+    pytest.importorskip("skmisc", reason="scanpy's seurat_v3 flavor needs scikit-misc")
+    import scanpy as sc
+
+    cells = pbmc3k_all[np.random.default_rng(0).choice(pbmc3k_all.n_obs, 540, replace=False)].copy()
+    with pytest.raises(ValueError, match="reciprocal condition number"):
+        sc.pp.highly_variable_genes(cells, n_top_genes=2000, flavor="seurat_v3", span=0.3, inplace=False)
+    with pytest.warns(UserWarning, match="singular at span=0.30.*refitting with span=0.35"):
+        hvg = select_hvg(cells, n_top_genes=2000, flavor="seurat_v3")
+    assert hvg.n_vars == 2000

@@ -167,7 +167,7 @@ def select_hvg(
     batch_key: obs column; genes are ranked within each batch and combined.
     layer: counts layer to use instead of ``.X``.
     span: share of genes in each loess window of ``seurat_v3``. When the loess fit is singular
-        (few genes, many tied means: scanpy issue #1504) it is refitted once with span 1.0, with a warning.
+        (few cells or genes, many tied means: scanpy issue #1504) it is refitted with wider spans, with a warning.
     fit_on: the cells (indices or a boolean mask) the genes are chosen on, e.g. the training cells of a
         split, so that held-out cells play no part in choosing what is modelled; every cell is returned.
         None chooses on all cells (transductive: held-out cells then help pick the genes).
@@ -204,22 +204,26 @@ def _hvg_table(adata: ad.AnnData, n_top: int, flavor: str, batch_key: str | None
     raise ValueError(f"Unknown flavor {flavor!r}; use 'seurat_v3' or 'pearson_residuals'.")
 
 
+SINGULAR_LOESS = ("singularit", "reciprocal condition number")   # what skmisc's loess says when it is singular
+
+
 def _seurat_v3_table(adata: ad.AnnData, n_top: int, batch_key: str | None, layer: str | None, span: float):
+    """scanpy's seurat_v3 table. A singular loess fit (few cells or genes, many tied means: scanpy issue #1504)
+    is refitted with a wider window, span + 0.05, + 0.1, then 0.5, with a warning; wider spans cost more time."""
     import warnings
 
     import scanpy as sc
 
-    def fit(span_: float):
-        return sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat_v3", batch_key=batch_key,
-                                           layer=layer, span=span_, inplace=False)
-    try:
-        return fit(span)
-    except ValueError as err:
-        if "singularit" not in str(err) or span >= 1.0:
-            raise
-        warnings.warn(f"seurat_v3's loess fit was singular at span={span} ({err}); refitting with span=1.0.",
-                      stacklevel=3)
-        return fit(1.0)
+    spans = [span] + [s for s in (span + 0.05, span + 0.1, 0.5) if s > span]
+    for attempt, current in enumerate(spans):
+        try:
+            return sc.pp.highly_variable_genes(adata, n_top_genes=n_top, flavor="seurat_v3", batch_key=batch_key,
+                                               layer=layer, span=current, inplace=False)
+        except ValueError as err:
+            if not any(text in str(err) for text in SINGULAR_LOESS) or attempt == len(spans) - 1:
+                raise
+            warnings.warn(f"seurat_v3's loess fit was singular at span={current:.2f} ({err}); refitting with "
+                          f"span={spans[attempt + 1]:.2f}.", stacklevel=3)
 
 
 def log_normalize_counts(counts, library: np.ndarray | None = None, target_sum: float = 1e4):
