@@ -257,12 +257,13 @@ def log_normalize(
 ) -> None:
     """Write ``log1p(target_sum * x / l)`` into ``adata.layers[layer]``; ``.X`` is untouched.
 
-    l is each cell's total over the genes in ``adata`` (scanpy's ``normalize_total``), so after an
+    l is each cell's total over the genes in ``adata`` (as scanpy's ``normalize_total``), so after an
     HVG cut it is the HVG total; use ``log_normalize_counts(x, library=obs["library_size"])`` to
-    divide by a whole-transcriptome total instead.
+    divide by a whole-transcriptome total instead. The values are :func:`log_normalize_counts`'s (one
+    log-normalization for the package), stored in the counts' float precision as scanpy would.
     counts_layer: layer holding the counts (default ``.X``).
     """
-    import scanpy as sc
-
-    normalized = sc.pp.normalize_total(adata, target_sum=target_sum, layer=counts_layer, inplace=False)["X"]
-    adata.layers[layer] = sc.pp.log1p(normalized, copy=True)
+    counts = adata.X if counts_layer is None else adata.layers[counts_layer]
+    values = log_normalize_counts(counts, target_sum=target_sum)
+    dtype = counts.dtype if np.issubdtype(counts.dtype, np.floating) else np.float32
+    adata.layers[layer] = values.astype(dtype)
