@@ -271,7 +271,8 @@ def test_training_hvgs_use_training_cells_only(small_screen):
     assert list(restricted.pseudobulk.columns[restricted.de[label]]) == ranked
     results = pb.benchmark([small_screen], {"additive": split_additive}, {"additive": lambda d, s: Additive()},
                            seeds=[0], genes=select)
-    assert results["value"].notna().any()
+    l2 = results[results["metric"] == pb.L2]                       # one finite L2 per test perturbation
+    assert sorted(l2["perturbation"]) == sorted(split.test) and np.isfinite(l2["value"]).all()
 
 
 def test_full_norman_path_on_a_full_layout_copy_of_the_subset(norman, tmp_path):
@@ -292,4 +293,6 @@ def test_full_norman_path_on_a_full_layout_copy_of_the_subset(norman, tmp_path):
     data = pdata.prepare_perturbation_data(full, "norman2019")
     methods = {k: v for k, v in pb.default_methods().items() if k != "CVAE-NB"}
     results = pb.benchmark([data], {"gears": split_gears}, methods, seeds=[0])
-    assert set(results["method"]) == set(methods) and results["value"].notna().any()
+    l2 = results[results["metric"] == pb.L2]
+    n_test = len(split_gears(data.pseudobulk.index, seed=0).test)
+    assert set(l2["method"]) == set(methods) and len(l2) == n_test * len(methods) and np.isfinite(l2["value"]).all()
