@@ -78,3 +78,14 @@ def bodymap2(data_root):
 @pytest.fixture(scope="session")
 def wang2008(data_root):
     return _load("wang2008")
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one CPU thread for the test (results that must not depend on thread scheduling)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -55,14 +55,6 @@ def log_profile(counts) -> np.ndarray:
     return np.log((x / x.sum(1, keepdims=True)).mean(0))
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_counterfactual_recovers_a_known_condition_effect_better_than_no_change(one_thread):
     torch.manual_seed(0)
     adata = condition_counts(seed=0)

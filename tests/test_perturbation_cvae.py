@@ -18,14 +18,6 @@ from genailab_core.models.perturbation_cvae import CVAEPredictor
 ADDITIVE_ONLY = InteractionMix(additive=1.0, synergy=0.0, suppression=0.0, epistasis=0.0, neomorphic=0.0)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_cvae_nb_recovers_the_effects_it_trained_on_better_than_no_change(one_thread):
     screen = simulate_perturbations(n_genes=200, n_single=8, n_double=6, interactions=ADDITIVE_ONLY,
                                     cells_per_condition=100, n_control=400, effect_fraction=0.1, seed=3)
