@@ -12,7 +12,7 @@ import pytest
 import scipy.io as sio
 import scipy.sparse as sp
 
-from genailab_core.data import catalog, registry
+from genailab_core.data import catalog, converters, registry
 from genailab_core.data.registry import (
     REGISTRY,
     ChecksumError,
@@ -227,14 +227,14 @@ def _write_fake_10x_tarball(path):
 def test_convert_10x_tarball(tmp_path):
     archive, counts = _write_fake_10x_tarball(tmp_path)
     target = tmp_path / "pbmc3k_raw.h5ad"
-    registry.convert_10x_tarball(archive, target)
+    converters.convert_10x_tarball(archive, target)
     adata = ad.read_h5ad(target)
     assert sp.issparse(adata.X) and adata.X.dtype == np.float32
     np.testing.assert_array_equal(adata.X.toarray(), counts.T)
     assert list(adata.var_names) == ["U1", "CD3E", "U1-1"]
     assert list(adata.var["gene_ids"]) == ["ENSG1", "ENSG2", "ENSG3"]
     assert list(adata.obs_names) == ["AAAC-1", "TTTG-1"]
-    registry._extract_tar_member("filtered_gene_bc_matrices/hg19/genes.tsv")(archive, tmp_path / "genes.tsv")
+    converters._extract_tar_member("filtered_gene_bc_matrices/hg19/genes.tsv")(archive, tmp_path / "genes.tsv")
     assert (tmp_path / "genes.tsv").read_text().startswith("ENSG1\tU1")
 
 
@@ -246,9 +246,9 @@ def test_convert_rcppml_meta(data_root, tmp_path):
         import rdata  # noqa: F401
     except ImportError:
         with pytest.raises(DataNotFoundError, match=r"pip install rdata.*pbmc3k_seurat_annotations\.csv"):
-            registry.convert_rcppml_meta(rds, target)
+            converters.convert_rcppml_meta(rds, target)
         return
-    registry.convert_rcppml_meta(rds, target)
+    converters.convert_rcppml_meta(rds, target)
     expected = pd.read_csv(data_root / "pbmc3k" / "pbmc3k_seurat_annotations.csv")
     pd.testing.assert_frame_equal(pd.read_csv(target), expected)
 

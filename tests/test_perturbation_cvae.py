@@ -5,8 +5,6 @@ perturbation whose effect stands well above the noise of a pseudobulk.
 (For held-out doubles of seen singles it does not beat no change on average on this simulator: chapter 18
 measures that, beside the additive baseline.)"""
 import numpy as np
-import pytest
-import torch
 
 import genailab_core as gl
 from genailab_core.data import InteractionMix, simulate_perturbations

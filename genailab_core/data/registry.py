@@ -29,15 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # importable from here (see __getattr__ at the end); defined in these modules
+if TYPE_CHECKING:  # importable from here (see __getattr__ at the end); defined in .catalog
     from .catalog import REGISTRY  # noqa: F401
-    from .converters import (  # noqa: F401
-        _extract_tar_member,
-        _integer_scale,
-        convert_10x_tarball,
-        convert_perturbench_devel,
-        convert_rcppml_meta,
-    )
 
 
 DATA_ENV = "GENAILAB_DATA"
@@ -345,13 +338,9 @@ def fetch_dataset(name: str) -> list[Path]:
 
 
 def __getattr__(name: str):
-    """Keep the names that moved to :mod:`.catalog` and the converter modules importable from this module.
-
-    Looked up lazily because those modules import this one (for the types and errors above).
-    """
-    from . import catalog, converters, converters_r
-
-    for module in (catalog, converters, converters_r):
-        if not name.startswith("__") and name in vars(module):
-            return vars(module)[name]
+    """``REGISTRY`` is importable from this module too; looked up lazily because :mod:`.catalog`, which
+    builds it, imports this module (for the types and errors above)."""
+    if name == "REGISTRY":
+        from .catalog import REGISTRY
+        return REGISTRY
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

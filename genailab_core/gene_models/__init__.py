@@ -42,10 +42,7 @@ from .diagnostics import (
     preferred_model,
     zero_probability,
 )
-from .fits import MODELS, N_PARAMS, CountModelFit, GeneFits, fit_gene_models
-# the internals tests/test_gene_models.py checks against autograd
-from .likelihood import _loglik_per_gene, _prepare
-from .newton import _loglik_derivatives, _natural
+from .fits import MODELS, CountModelFit, GeneFits, fit_gene_models
 
 __all__ = ["MODELS", "CountModelFit", "GeneFits", "LikelihoodRatioTest", "MeanVariance", "expected_zero_rate",
            "fit_gene_models", "likelihood_ratio_test", "nb_variance", "normalized_mean_variance",

@@ -5,7 +5,7 @@ and return a number, so they live with the models.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
