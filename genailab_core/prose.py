@@ -19,19 +19,14 @@ from typing import Sequence
 VERDICTS = ("beats", "ties with", "loses to")
 
 
-def markdown(text: str):
-    """Display ``text`` as Markdown in the notebook (and so in the rendered book); returns the display object.
+def markdown(text: str) -> None:
+    """Display ``text`` as Markdown in the notebook (and so in the rendered book).
 
-    Outside IPython (a plain script) the text is printed instead.
+    Returns None, so that a call on a cell's last line is not shown a second time as the cell's value.
     """
-    try:
-        from IPython.display import Markdown, display
-    except ImportError:                                              # pragma: no cover - IPython is a dependency
-        print(text)
-        return text
-    shown = Markdown(text)
-    display(shown)
-    return shown
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
 
 
 def verdict(ours: float, ours_se: float, baseline: float, baseline_se: float = 0.0,
@@ -54,13 +49,18 @@ def verdict(ours: float, ours_se: float, baseline: float, baseline_se: float = 0
     return "beats" if difference > 0 else "loses to"
 
 
-def key_results(lines: Sequence[str], profile: str, full_profile_note: str | None = None):
-    """The chapter's "Key results" box: one bullet per line, the profile they come from, and what the
-    full profile gives where it differs. Rendered as a Markdown block quote (Jupyter, Colab and the book)."""
+def key_results(lines: Sequence[str], profile: str, full_profile_note: str | None = None) -> None:
+    """Display the chapter's "Key results" box (:func:`key_results_markdown`)."""
+    markdown(key_results_markdown(lines, profile, full_profile_note))
+
+
+def key_results_markdown(lines: Sequence[str], profile: str, full_profile_note: str | None = None) -> str:
+    """The "Key results" box as Markdown: one bullet per line, the profile they come from, and what the full
+    profile gives where it differs. A block quote, so it renders in Jupyter, Colab and the book alike."""
     if not lines:
         raise ValueError("key_results needs at least one result line.")
     body = [f"> **Key results** (this run, `{profile}` profile)", ">"]
     body += [f"> - {line}" for line in lines]
     if full_profile_note:
         body += [">", f"> *Full profile:* {full_profile_note}"]
-    return markdown("\n".join(body))
+    return "\n".join(body)

@@ -25,9 +25,13 @@ def test_verdict_boundary_is_a_tie_and_bad_errors_are_refused():
         prose.verdict(float("inf"), 0.1, 0.5)
 
 
-def test_key_results_is_a_markdown_block_quote():
-    shown = prose.key_results(["NB beats Poisson by 39.2 nats"], "quick", "the same ranking")
-    assert shown.data.splitlines() == ["> **Key results** (this run, `quick` profile)", ">",
+def test_key_results_is_a_markdown_block_quote_displayed_once(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    assert prose.key_results(["NB beats Poisson by 39.2 nats"], "quick", "the same ranking") is None
+    assert len(shown) == 1 and shown[0] == prose.key_results_markdown(["NB beats Poisson by 39.2 nats"], "quick",
+                                                                       "the same ranking")
+    assert shown[0].splitlines() == ["> **Key results** (this run, `quick` profile)", ">",
                                        "> - NB beats Poisson by 39.2 nats", ">", "> *Full profile:* the same ranking"]
     with pytest.raises(ValueError, match="at least one"):
-        prose.key_results([], "quick")
+        prose.key_results_markdown([], "quick")
