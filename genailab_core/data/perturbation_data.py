@@ -76,8 +76,7 @@ def hvg_genes(adata: ad.AnnData, n_genes: int, cells: np.ndarray | None = None) 
     targets = {g for label in adata.obs["condition"].astype(str).unique() for g in targets_of(label)}
     if adata.n_vars <= n_genes:
         return pd.Index(adata.var_names.astype(str))
-    sub = adata if cells is None else adata[np.asarray(cells)]
-    hvg = set(select_hvg(sub, n_top_genes=n_genes).var_names)
+    hvg = set(select_hvg(adata, n_top_genes=n_genes, fit_on=cells).var_names)
     return pd.Index([g for g in adata.var_names.astype(str) if g in hvg or g in targets])
 
 

@@ -147,13 +147,6 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file (pooch's chunked :func:`pooch.file_hash`)."""
-    import pooch
-
-    return pooch.file_hash(str(path), alg="sha256")
-
-
 def check_hash(path: str | Path, expected: str) -> None:
     """Raise :class:`ChecksumError` unless ``path`` has hash ``expected`` (``"sha256:..."`` or ``"md5:..."``)."""
     import pooch
