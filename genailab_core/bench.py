@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import time
+from importlib import resources
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import torch
 
 from .config import seed_everything, set_cpu_threads
@@ -138,3 +140,23 @@ def _print(ours: BenchResult, peer: BenchResult, summary: dict, settings: BenchS
     print(f"\nwall-time ratio (ours / SCVI): {summary['time_ratio']:.3f}; "
           f"per-epoch ratio: {summary['seconds_per_epoch_ratio']:.3f}")
     print(f"marginal LL difference (ours - SCVI): {summary['marginal_ll_difference_nats']:+.2f} nats per cell")
+
+
+def cached_record(name: str = "bench_vae_cpu") -> dict:
+    """A benchmark record shipped with the package (``resources/<name>.json``, written by :func:`bench_vae`
+    with the machine and versions added), so that a chapter can show the comparison without re-running it."""
+    path = resources.files("genailab_core").joinpath(f"resources/{name}.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"No cached benchmark {name!r} in genailab_core/resources; run `make bench` "
+                                "and copy its JSON from bench_results/ there.")
+    return json.loads(path.read_text())
+
+
+def comparison_table(record: dict) -> pd.DataFrame:
+    """One row per model of a :func:`bench_vae` record: epochs, seconds, s/epoch, held-out ELBO and marginal
+    LL (nats per cell), kNN accuracy."""
+    columns = {"epochs": "epochs", "train_seconds": "training s", "seconds_per_epoch": "s per epoch",
+               "heldout_elbo": "held-out ELBO", "heldout_marginal_ll": "held-out marginal LL",
+               "knn_accuracy": "kNN accuracy"}
+    table = pd.DataFrame(record["results"]).set_index("model")[list(columns)]
+    return table.rename(columns=columns)

@@ -139,3 +139,22 @@ def test_decoding_at_an_embedding_equals_decoding_its_codes_and_groups_split_the
     assert len(named) == sum(len(g) for g in groups.values())                    # disjoint
     assert named | {id(p) for p in model.embed.parameters()} == {id(p) for p in model.parameters()}
     assert any(p is model.log_theta for p in groups["decoder"])
+
+
+def test_gaussian_initialize_from_data_sets_the_moment_estimates():
+    """The decoder starts at the per-gene mean and sd of the data: with the output weights zeroed, its
+    log-likelihood is the per-gene Gaussian MLE (scipy.stats.norm.fit), i.e. the best z-independent model."""
+    from scipy import stats
+
+    torch.manual_seed(0)
+    y = torch.randn(500, 6) * torch.tensor([0.1, 0.5, 1.0, 2.0, 3.0, 0.3]) + torch.arange(6.0)
+    model = VAE(6, n_latent=2, likelihood="gaussian").initialize_from_data(y)
+    model.decoder.net[-1].weight.data.zero_()
+    model.eval()
+    dist = model.decode(torch.zeros(500, 2))
+    for g in range(6):
+        loc, scale = stats.norm.fit(y[:, g].numpy())
+        assert dist.loc[0, g].item() == pytest.approx(loc, rel=1e-4, abs=1e-4)
+        assert dist.scale[0, g].item() == pytest.approx(scale, rel=2e-3)        # n-1 vs n: 0.1% at n = 500
+    with pytest.raises(ValueError, match="likelihood"):
+        VAE(6, likelihood="nb").initialize_from_data(y)

@@ -89,6 +89,25 @@ class VAE(LatentVariableModel):
                                         zero_inflated=likelihood == "zinb")
             self.log_theta = nn.Parameter(torch.zeros(n_genes))           # per-gene inverse dispersion
 
+    @torch.no_grad()
+    def initialize_from_data(self, y: torch.Tensor) -> "VAE":
+        """Data-dependent start of the Gaussian decoder: output bias = per-gene mean of y, s_g = per-gene sd.
+
+        y: (cells, genes) log-normalized training data. Started at s_g = 1, Adam moves log s_g by about lr
+        per step, so a few hundred steps cannot reach the data's scale and the ELBO is still falling when
+        training ends; the maximum-likelihood s_g of a decoder that ignores z is the gene's sd, a start
+        one step from the optimum of the mean-only model. Returns self.
+        """
+        if self.likelihood != "gaussian":
+            raise ValueError(f"initialize_from_data sets the Gaussian decoder's mean and scale; this VAE's likelihood "
+                             f"is {self.likelihood!r}, whose per-gene parameters are fitted by training.")
+        if y.ndim != 2 or y.shape[1] != self.n_genes or y.shape[0] < 2:
+            raise ValueError(f"Expected y of shape (cells >= 2, {self.n_genes}), got {tuple(y.shape)}.")
+        y = y.float()
+        self.decoder.net[-1].bias.copy_(y.mean(0))                        # E[y_g] at the start, for any z
+        self.log_scale.copy_(y.std(0).clamp_min(1e-3).log())              # s_g = sd of gene g
+        return self
+
     # -- input checks -------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor, gene_names: Sequence[str] | None = None) -> None:
         """Raise a clear error for the wrong number/order of genes, NaN, or non-counts."""
