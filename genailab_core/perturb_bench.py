@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import metrics as M
 from .data.labels import CONTROL, targets_of
-from .data.perturbation_data import PerturbationData, hvg_genes
+from .data.perturbation_data import PerturbationData, hvg_genes, log_normalized
 from .data.splits import PerturbationSplit
 from .models.perturbation_baselines import Additive, LinearPCA, NoChange, TrainingMean
 from .models.perturbation_cvae import CVAEPredictor
@@ -32,8 +32,10 @@ PEARSON_DELTA = "pearson_delta_top1000ctrl"
 PEARSON_DELTA_DE = "pearson_delta_top20de"
 MSE_DE = "mse_top20de_vs_nochange"
 DIRECTION_DE = "direction_top20de"
-DISCRIMINATION = "discrimination_rank_top1000ctrl"
+DISCRIMINATION = "discrimination_rank_top1000ctrl"            # among the test perturbations of the same group
+DISCRIMINATION_POOLED = "discrimination_rank_top1000ctrl_pooled"   # among all test perturbations of the split
 METRICS = [L2, PEARSON_DELTA, PEARSON_DELTA_DE, MSE_DE, DIRECTION_DE, DISCRIMINATION]
+NOISE_FLOOR = "noise floor"     # the "method" whose rows score a perfect predictor (:func:`noise_floor`)
 # synergy detection over the test doubles with a known interaction, and how many there were
 SYNERGY_AUPRC, SYNERGY_AUROC = "synergy_auprc", "synergy_auroc"
 SYNERGY_N, SYNERGY_POSITIVES = "synergy_n_labelled", "synergy_n_positive"
@@ -52,21 +54,28 @@ def default_methods(cvae: Mapping | None = None, device: str = "cpu") -> dict[st
 
 
 def score_predictions(data: PerturbationData, predictions: pd.DataFrame, split: PerturbationSplit) -> pd.DataFrame:
-    """One row per test perturbation: its group and every per-perturbation metric."""
+    """One row per test perturbation: its group and every per-perturbation metric.
+
+    The discrimination rank ranks a perturbation among the test perturbations of its own group
+    (``DISCRIMINATION``) and, for comparison, among all of them (``DISCRIMINATION_POOLED``).
+    """
     ctrl, rows = data.control, []
     truth = data.pseudobulk.loc[predictions.index]
-    ranks = M.discrimination_rank(predictions.to_numpy(), truth.to_numpy(), genes=data.top_genes)
+    groups = np.array([split.groups.get(label, "test") for label in predictions.index])
+    args = (predictions.to_numpy(), truth.to_numpy())
+    ranks = M.discrimination_rank(*args, genes=data.top_genes, groups=groups)
+    pooled = M.discrimination_rank(*args, genes=data.top_genes)
     for i, label in enumerate(predictions.index):
         pred, true, de = predictions.loc[label].to_numpy(), truth.loc[label].to_numpy(), data.de[label]
         additive = data.additive_truth(label) if len(targets_of(label)) == 2 else None
         rows.append({
-            "perturbation": label, "group": split.groups.get(label, "test"),
+            "perturbation": label, "group": groups[i],
             L2: M.l2_distance(pred, true, data.top_genes),
             PEARSON_DELTA: M.pearson_delta(pred, true, ctrl, data.top_genes),
             PEARSON_DELTA_DE: M.pearson_delta(pred, true, ctrl, de),
             MSE_DE: M.mse_normalized(pred, true, ctrl, de),
             DIRECTION_DE: M.direction_accuracy(pred, true, ctrl, de),
-            DISCRIMINATION: ranks[i],
+            DISCRIMINATION: ranks[i], DISCRIMINATION_POOLED: pooled[i],
             "synergy score": np.nan if additive is None else M.synergy_score(pred, additive, ctrl),
         })
     return pd.DataFrame(rows)
@@ -96,11 +105,67 @@ def training_hvgs(n_genes: int, transductive: bool = False) -> GeneSelection:
     return select
 
 
+def split_half_l2(data: PerturbationData, labels: Sequence[str], seed: int) -> pd.DataFrame:
+    """Each perturbation's cells split at random into halves (sizes n1, n2): the L2 over ``data.top_genes``
+    between the halves' pseudobulks, and the noise floor it implies for an n-cell pseudobulk.
+
+    Per gene with cell variance s^2 the halves differ by variance s^2 (1/n1 + 1/n2) and a perfect
+    prediction (the expected profile) differs from the n-cell pseudobulk by s^2 / n, so the floor is
+    ``l2_halves * sqrt(n1 n2) / n`` (half of it when n1 = n2). Returns columns perturbation, n_cells,
+    l2_halves, floor; one row per label (needs >= 2 cells each).
+    """
+    conditions = data.adata.obs["condition"].astype(str).to_numpy()
+    cells = np.flatnonzero(np.isin(conditions, list(labels)))
+    values = log_normalized(data.adata[cells])[:, data.top_genes].toarray()      # (cells, top genes)
+    rng, rows = np.random.default_rng(seed), []
+    for label in labels:
+        own = values[conditions[cells] == label]
+        n = len(own)
+        if n < 2:
+            raise ValueError(f"{label!r} has {n} cell(s); a split-half floor needs at least 2.")
+        half = rng.permutation(n) < n // 2
+        l2 = float(np.linalg.norm(own[half].mean(0) - own[~half].mean(0)))
+        rows.append({"perturbation": label, "n_cells": n, "l2_halves": l2,
+                     "floor": l2 * np.sqrt(half.sum() * (~half).sum()) / n})
+    return pd.DataFrame(rows)
+
+
+def noise_floor(data: PerturbationData, split: PerturbationSplit, seed: int) -> pd.DataFrame:
+    """What a perfect predictor scores on the split's test perturbations, one row per perturbation.
+
+    With ``data.expected`` (a simulator's true expected pseudobulk): that profile scored like any
+    prediction (every metric), its L2 corrected for the Monte-Carlo error of the expectation
+    (``data.expected_variance``). Otherwise (real data): the L2 column only, from
+    :func:`split_half_l2` (halves drawn with ``seed``).
+    """
+    test = list(split.test)
+    if data.expected is None:
+        halves = split_half_l2(data, test, seed)
+        return pd.DataFrame({"perturbation": test, "group": [split.groups.get(p, "test") for p in test],
+                             L2: halves["floor"].to_numpy()})
+    scored = score_predictions(data, data.expected.loc[test], split)
+    if data.expected_variance is not None:
+        mc = data.expected_variance.loc[test].to_numpy()[:, data.top_genes].sum(1)
+        scored[L2] = np.sqrt(np.maximum(scored[L2].to_numpy() ** 2 - mc, 0.0))
+    return scored
+
+
+def _long_rows(data: PerturbationData, scored: pd.DataFrame, seconds: float) -> pd.DataFrame:
+    """A scored table (one row per perturbation) as long rows, with the synergy and time rows."""
+    long = scored.melt(id_vars=["perturbation", "group"], var_name="metric", value_name="value")
+    long = long[long["metric"] != "synergy score"].assign(n_perturbations=1)
+    synergy = _synergy_rows(data, scored) if "synergy score" in scored else []
+    extra = pd.DataFrame(synergy + [{"group": "all", "metric": "seconds", "value": seconds,
+                                     "n_perturbations": len(scored)}])
+    return pd.concat([long, extra], ignore_index=True)
+
+
 def run_split(data: PerturbationData, split: PerturbationSplit, methods: Mapping[str, Callable], seed: int,
-              split_name: str, genes: GeneSelection | None = None) -> pd.DataFrame:
+              split_name: str, genes: GeneSelection | None = None, floor: bool = True) -> pd.DataFrame:
     """Fit every method on the training perturbations, score the test ones: a long table.
 
     genes: ``select(data, train_cells) -> gene names``, chosen per split (None: every gene of ``data``).
+    floor: add the rows of :func:`noise_floor` as method ``NOISE_FLOOR``.
     """
     split.check_no_leak()
     cells = split.cell_split(data.adata.obs["condition"].astype(str))
@@ -113,19 +178,19 @@ def run_split(data: PerturbationData, split: PerturbationSplit, methods: Mapping
         tic = time.perf_counter()
         predictor = make(data, seed).fit(train_bulk, train_cells)
         scored = score_predictions(data, predictor.predict(list(split.test)), split)
-        seconds = time.perf_counter() - tic
-        long = scored.melt(id_vars=["perturbation", "group"], var_name="metric", value_name="value")
-        long = long[long["metric"] != "synergy score"].assign(n_perturbations=1)
-        extra = pd.DataFrame(_synergy_rows(data, scored) + [
-            {"group": "all", "metric": "seconds", "value": seconds, "n_perturbations": len(scored)}])
-        out.append(pd.concat([long, extra], ignore_index=True).assign(method=method))
+        out.append(_long_rows(data, scored, time.perf_counter() - tic).assign(method=method))
+    if floor:
+        tic = time.perf_counter()
+        scored = noise_floor(data, split, seed)
+        out.append(_long_rows(data, scored, time.perf_counter() - tic).assign(method=NOISE_FLOOR))
     return pd.concat(out, ignore_index=True).assign(dataset=data.name, split=split_name, seed=seed)
 
 
 def benchmark(datasets: Iterable[PerturbationData], splits: Mapping[str, Callable[..., PerturbationSplit]],
               methods: Mapping[str, Callable], seeds: Iterable[int],
-              only: Mapping[str, Iterable[str]] | None = None, genes: GeneSelection | None = None) -> pd.DataFrame:
-    """Every method x split x seed on every data set: a tidy DataFrame.
+              only: Mapping[str, Iterable[str]] | None = None, genes: GeneSelection | None = None,
+              floor: bool = True) -> pd.DataFrame:
+    """Every method x split x seed on every data set, with the noise floor (``floor``): a tidy DataFrame.
 
     splits: name -> ``make(labels, seed=seed) -> PerturbationSplit``.
     only: data set name -> the split names to run on it (default: every split).
@@ -139,7 +204,7 @@ def benchmark(datasets: Iterable[PerturbationData], splits: Mapping[str, Callabl
             if only is not None and split_name not in set(only.get(data.name, splits)):
                 continue
             for seed in seeds:
-                frames.append(run_split(data, make_split(labels, seed=seed), methods, seed, split_name, genes))
+                frames.append(run_split(data, make_split(labels, seed=seed), methods, seed, split_name, genes, floor))
     columns = ["dataset", "split", "seed", "method", "group", "perturbation", "metric", "value", "n_perturbations"]
     return pd.concat(frames, ignore_index=True)[columns]
 

@@ -110,3 +110,19 @@ def test_perturbation_metrics_bad_shapes():
         M.pearson_delta(PRED, TRUTH[:3], CTRL)
     with pytest.raises(ValueError, match="perturbations, genes"):
         M.discrimination_rank(PRED, TRUTH)
+
+
+def test_discrimination_rank_within_groups():
+    # group "s": small truths; group "d": large truths. A control-like prediction (0, 0) for both singles.
+    truths = np.array([[1.0, 0.0], [0.0, 1.0], [10.0, 0.0], [0.0, 10.0]])
+    pred = np.array([[0.0, 0.0], [0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    groups = np.array(["s", "s", "d", "d"])
+    # pooled: truth 0 = (1, 0): own (0, 0) at 1; the other single's (0, 0) ties; (10, 0) at 9, (0, 10) at 10.05
+    # -> 0.5 of 3; the doubles' predictions are far from a single's truth, so the control looks discriminative
+    np.testing.assert_allclose(M.discrimination_rank(pred, truths), [0.5 / 3, 0.5 / 3, 0.0, 0.0])
+    # within groups: the two singles' identical predictions tie -> chance 0.5; the doubles are exact -> 0
+    np.testing.assert_allclose(M.discrimination_rank(pred, truths, groups=groups), [0.5, 0.5, 0.0, 0.0])
+    lone = M.discrimination_rank(pred, truths, groups=np.array(["s", "s", "d", "x"]))
+    assert lone[:2].tolist() == [0.5, 0.5] and np.isnan(lone[2:]).all()     # a group of one has no rank
+    with pytest.raises(ValueError, match="groups"):
+        M.discrimination_rank(pred, truths, groups=groups[:3])

@@ -161,6 +161,9 @@ class PerturbationData:
     de: condition -> top-``n_de`` DE gene indices; top_genes: the ``n_top`` most expressed in control.
     ranking: every gene of each condition ranked against the control (:func:`rank_against_control`).
     synergy: double -> True/False where its interaction is known (simulator truth or paper labels).
+    expected, expected_variance: (conditions, genes), a simulator's true expected pseudobulk and the
+    Monte-Carlo variance of that estimate (:func:`~genailab_core.data.simulate_screen.expected_pseudobulk`);
+    None on real data.
     """
 
     name: str
@@ -173,6 +176,8 @@ class PerturbationData:
     ranking: tuple[pd.DataFrame, pd.DataFrame] | None = None
     n_de: int = 20
     n_top: int = 1000
+    expected: pd.DataFrame | None = None
+    expected_variance: pd.DataFrame | None = None
 
     @property
     def control(self) -> np.ndarray:
@@ -191,14 +196,21 @@ class PerturbationData:
         genes = pd.Index(genes).astype(str)
         adata = self.adata[:, genes].copy()
         bulk = self.pseudobulk[genes]
-        return replace(self, adata=adata, pseudobulk=bulk,
+        subset = lambda table: None if table is None else table[genes]  # noqa: E731
+        return replace(self, adata=adata, pseudobulk=bulk, expected=subset(self.expected),
+                       expected_variance=subset(self.expected_variance),
                        de=de_genes(adata, self.n_de, ranking=self.ranking),
                        top_genes=top_expressed_genes(bulk.loc[CONTROL].to_numpy(), self.n_top))
 
 
 def prepare_perturbation_data(adata: ad.AnnData, name: str, n_de: int = 20, n_top: int = 1000,
-                              synergy: Mapping[str, bool] | pd.Series | None = None) -> PerturbationData:
-    """Pseudobulk, DE genes and top-expressed genes of a screen (obs ``condition`` with a "control")."""
+                              synergy: Mapping[str, bool] | pd.Series | None = None,
+                              expected: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> PerturbationData:
+    """Pseudobulk, DE genes and top-expressed genes of a screen (obs ``condition`` with a "control").
+
+    expected: (expected pseudobulk, its Monte-Carlo variance) of a simulator, which makes the noise
+    floor of the benchmark the score of the true expected profile (None: real data, split halves).
+    """
     if CONTROL not in set(adata.obs["condition"].astype(str)):
         raise ValueError(f"{name}: obs['condition'] has no {CONTROL!r} cells; the benchmark needs controls.")
     log_values = log_normalized(adata)                                         # once, for both uses below
@@ -209,4 +221,5 @@ def prepare_perturbation_data(adata: ad.AnnData, name: str, n_de: int = 20, n_to
     return PerturbationData(name=name, adata=adata, pseudobulk=bulk, de=de_genes(adata, n_de, ranking=ranking),
                             top_genes=top_expressed_genes(bulk.loc[CONTROL].to_numpy(), n_top), synergy=labels,
                             vocabulary=TargetVocabulary.from_labels(bulk.index), ranking=ranking, n_de=n_de,
-                            n_top=n_top)
+                            n_top=n_top, expected=None if expected is None else expected[0].loc[bulk.index],
+                            expected_variance=None if expected is None else expected[1].loc[bulk.index])

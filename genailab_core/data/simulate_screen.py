@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .datasets import CONTROL, perturbation_table
-from .simulate_core import _gene_names, _simulated_anndata, _sparse_normal, _start
+from .simulate_core import _gene_names, _simulated_anndata, _softmax_rows, _sparse_normal, _start
 
 
 INTERACTION_TYPES = ("additive", "synergy", "suppression", "epistasis", "neomorphic")
@@ -132,7 +132,8 @@ def simulate_perturbations(
     ``target_1``, ``target_2``, ``n_targets``, ``is_control``, ``size_factor``, ``library_size``;
     uns["ground_truth"]: ``gene_baseline`` (G,), ``single_effects`` (DataFrame singles x genes),
     ``double_effects`` (DataFrame doubles x genes), ``interactions`` (DataFrame per double:
-    ``target_1``, ``target_2``, ``interaction_type``), ``dispersion`` (G,).
+    ``target_1``, ``target_2``, ``interaction_type``), ``dispersion`` (G,), ``library_log_mean``,
+    ``library_log_sd`` (what :func:`expected_pseudobulk` needs to draw fresh cells).
     """
     n_pairs = n_single * (n_single - 1) // 2
     if n_single > n_genes or n_double > n_pairs:
@@ -165,6 +166,42 @@ def simulate_perturbations(
     truth = {"gene_baseline": baseline,
              "single_effects": pd.DataFrame(on_target + downstream, index=single_names, columns=genes),
              "double_effects": pd.DataFrame(double_effects, index=double_names, columns=genes),
-             "interactions": interactions_table, "dispersion": theta}
+             "interactions": interactions_table, "dispersion": theta,
+             "library_log_mean": library_log_mean, "library_log_sd": library_log_sd}
     library = (library_log_mean, library_log_sd)
     return _simulated_anndata(rng, eta, theta, library, store_means, obs, genes, truth, "simulated_perturbations")
+
+
+def true_log_frequencies(adata: ad.AnnData) -> pd.DataFrame:
+    """The simulator's ``eta`` of every condition: (conditions, genes), control first, then singles, doubles."""
+    truth = adata.uns["ground_truth"]
+    effects = pd.concat([truth["single_effects"], truth["double_effects"]])
+    control = pd.DataFrame(np.zeros((1, effects.shape[1])), index=[CONTROL], columns=effects.columns)
+    return pd.concat([control, effects]) + np.asarray(truth["gene_baseline"])[None, :]
+
+
+def expected_pseudobulk(adata: ad.AnnData, n_cells: int = 1000, seed: int = 0,
+                        target_sum: float = 1e4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Monte-Carlo expectation of each condition's pseudobulk, from the simulator's known parameters.
+
+    The pseudobulk is a mean of ``log1p(target_sum x / l)`` (l = the cell's observed total), whose
+    expectation is not the log of the expected counts, so we draw ``n_cells`` fresh cells per
+    condition from the same eta, dispersion and library-size law and average them. The NB draws
+    are numpy's Gamma-Poisson mixture (the law of the simulator's sampler, about 3x faster here).
+    Returns (expected, mc_variance), each (conditions, genes): the average over the fresh cells and
+    its own Monte-Carlo variance (per-gene variance over cells / n_cells), for correcting distances.
+    """
+    truth = adata.uns["ground_truth"]
+    eta = true_log_frequencies(adata)
+    theta = np.asarray(truth["dispersion"], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means, variances = [], []
+    for row in eta.to_numpy():
+        library = rng.lognormal(truth["library_log_mean"], truth["library_log_sd"], size=(n_cells, 1))
+        mu = library * _softmax_rows(row[None, :].copy())                                # (n_cells, genes)
+        counts = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float64)
+        values = np.log1p(target_sum * counts / np.maximum(counts.sum(1, keepdims=True), 1.0))
+        means.append(values.mean(0))
+        variances.append(values.var(0, ddof=1) / n_cells)
+    frame = lambda rows: pd.DataFrame(np.vstack(rows), index=eta.index, columns=adata.var_names)  # noqa: E731
+    return frame(means), frame(variances)

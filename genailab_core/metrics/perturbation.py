@@ -91,19 +91,31 @@ def synergy_detection(scores: np.ndarray, is_synergy: np.ndarray) -> dict[str, f
     return {"auprc": float(average_precision_score(labels, scores)), "auroc": float(roc_auc_score(labels, scores))}
 
 
-def discrimination_rank(predictions: np.ndarray, truths: np.ndarray, genes=None) -> np.ndarray:
-    """Normalized rank of each true perturbation among all predictions (PerturBench, Wu et al. 2024).
+def discrimination_rank(predictions: np.ndarray, truths: np.ndarray, genes=None, groups=None) -> np.ndarray:
+    """Normalized rank of each true perturbation among the predictions (PerturBench, Wu et al. 2024).
 
     predictions, truths: (perturbations, genes), row i of each for the same perturbation. For
     perturbation i, the share of the *other* predictions closer (Euclidean) to truth i than
     prediction i is, ties counting half: 0 = its own prediction is the closest, 0.5 = chance
-    (every identical prediction scores 0.5). Returns (perturbations,).
+    (every identical prediction scores 0.5). groups: (perturbations,) labels; when given, each
+    perturbation is ranked only among the others of its group (NaN for a group of one), so that
+    groups whose profiles differ in size (singles, doubles) cannot make a trivial prediction look
+    discriminative. Returns (perturbations,).
     """
     pred, true = np.asarray(predictions, dtype=np.float64), np.asarray(truths, dtype=np.float64)
     if pred.shape != true.shape or pred.ndim != 2:
         raise ValueError(f"predictions {pred.shape} and truths {true.shape} must both be (perturbations, genes).")
     if genes is not None:
         pred, true = pred[:, genes], true[:, genes]
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (pred.shape[0],):
+            raise ValueError(f"groups {groups.shape} must be (perturbations,) = ({pred.shape[0]},).")
+        out = np.full(pred.shape[0], np.nan)
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            out[rows] = discrimination_rank(pred[rows], true[rows])
+        return out
     n = pred.shape[0]
     if n < 2:
         return np.full(n, np.nan)
