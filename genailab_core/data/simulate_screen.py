@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .datasets import CONTROL, perturbation_table
-from .simulate_core import _gene_names, _simulated_anndata, _softmax_rows, _sparse_normal, _start
+from .preprocess import log_normalize_counts
+from .simulate_core import _gene_names, _simulated_anndata, _softmax_rows, _sparse_normal, _start, sample_negative_binomial
 
 
 INTERACTION_TYPES = ("additive", "synergy", "suppression", "epistasis", "neomorphic")
@@ -186,8 +187,8 @@ def expected_pseudobulk(adata: ad.AnnData, n_cells: int = 1000, seed: int = 0,
 
     The pseudobulk is a mean of ``log1p(target_sum x / l)`` (l = the cell's observed total), whose
     expectation is not the log of the expected counts, so we draw ``n_cells`` fresh cells per
-    condition from the same eta, dispersion and library-size law and average them. The NB draws
-    are numpy's Gamma-Poisson mixture (the law of the simulator's sampler, about 3x faster here).
+    condition from the same eta, dispersion and library-size law, with the simulator's own NB sampler
+    and the package's log-normalization, and average them.
     Returns (expected, mc_variance), each (conditions, genes): the average over the fresh cells and
     its own Monte-Carlo variance (per-gene variance over cells / n_cells), for correcting distances.
     """
@@ -199,8 +200,7 @@ def expected_pseudobulk(adata: ad.AnnData, n_cells: int = 1000, seed: int = 0,
     for row in eta.to_numpy():
         library = rng.lognormal(truth["library_log_mean"], truth["library_log_sd"], size=(n_cells, 1))
         mu = library * _softmax_rows(row[None, :].copy())                                # (n_cells, genes)
-        counts = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float64)
-        values = np.log1p(target_sum * counts / np.maximum(counts.sum(1, keepdims=True), 1.0))
+        values = log_normalize_counts(sample_negative_binomial(rng, mu, theta), target_sum=target_sum)  # (cells, genes)
         means.append(values.mean(0))
         variances.append(values.var(0, ddof=1) / n_cells)
     frame = lambda rows: pd.DataFrame(np.vstack(rows), index=eta.index, columns=adata.var_names)  # noqa: E731
