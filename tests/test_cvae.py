@@ -9,7 +9,7 @@ import torch
 from genailab_core.data import CountBatches
 from genailab_core.data import log_normalize_counts
 from genailab_core.data.simulate import sample_negative_binomial
-from genailab_core.metrics import mean_expression_r2, top_de_genes
+from genailab_core.metrics import mean_expression_r2, split_half_r2, top_de_genes
 from genailab_core.models import VAE
 from genailab_core.train import fit
 
@@ -114,6 +114,22 @@ def test_mean_expression_r2_hand_case():
         mean_expression_r2(real, predicted[:, :2])
     with pytest.raises(ValueError, match="vary"):
         mean_expression_r2(real, np.ones((1, 3)))
+
+
+def test_split_half_r2_is_the_r2_of_a_perfect_prediction():
+    assert split_half_r2(np.tile(np.arange(5.0), (6, 1)), n_splits=3) == (pytest.approx(1.0), pytest.approx(0.0))
+    # cells = mu + N(0, 1), 20 cells: the full set's means carry noise 1/20, so the true means mu score
+    # R^2 = 1 / (1 + 1/20) = 0.952 against them. Two halves alone correlate at r = 1 / 1.1; their raw
+    # R^2 (0.826) would understate the ceiling, and half vs the full set would overstate it.
+    rng = np.random.default_rng(0)
+    mu = rng.normal(0.0, 1.0, 4000)                                                   # (genes,), var 1
+    cells = mu + rng.normal(0.0, 1.0, (20, mu.size))                                  # (20 cells, genes)
+    mean, sd = split_half_r2(cells, n_splits=10)
+    assert mean == pytest.approx(1 / (1 + 1 / 20), abs=0.01)
+    assert mean == pytest.approx(mean_expression_r2(cells, mu[None, :]), abs=0.01)
+    assert 0 < sd < 0.01
+    with pytest.raises(ValueError, match="at least 4"):
+        split_half_r2(cells[:3])
 
 
 def test_top_de_genes_finds_the_planted_response():

@@ -3,14 +3,14 @@ needs a model (held-out ELBO, importance-sampled log-likelihood) lives in ``gena
 
 - ``structure``: kNN accuracy and confusion, silhouette, active units;
 - ``calibration``: per-gene mean, variance and zero rate of generated vs observed counts;
-- ``counterfactual``: scGen's R^2 of per-gene means, top DE genes;
+- ``counterfactual``: scGen's R^2 of per-gene means, its split-half real-data floor, top DE genes;
 - ``perturbation``: L2, Pearson delta, normalized MSE, direction, synergy, discrimination rank;
 - ``disentanglement``: DCI and MIG;
 - ``distribution``: generated vs real cells (MMD, energy distance, W_p, kNN precision/recall,
   real-vs-generated AUC, per-gene moments), each beside its real-data floor.
 """
 from .calibration import calibration_summary, gene_calibration
-from .counterfactual import mean_expression_r2, top_de_genes
+from .counterfactual import mean_expression_r2, split_half_r2, top_de_genes
 from .disentanglement import dci, mig
 from .distribution import (classifier_auc, compare_to_real, energy_distance, gene_moment_errors,
                            knn_precision_recall, mmd_rbf, pca_of_real, real_data_floor, wasserstein)
