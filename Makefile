@@ -21,10 +21,12 @@ install: $(STAMP)
 # Create .venv if missing; torch is pinned first (the CPU wheel here; see README for CUDA builds).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
-	@echo ">> installing $(TORCH_SPEC) and genailab-core[book,test] into $(VENV)"
+	@echo ">> installing $(TORCH_SPEC) and genailab-core[book,test,reference] and torchcfm into $(VENV)"
 	@$(PY) -m pip install $(PIP_QUIET) "$(TORCH_SPEC)" 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -m pip install $(PIP_QUIET) -e ".[book,test]" 2>&1 | grep -v "is ignored: it is neither" || true
-	@$(PY) -c "import torch, scanpy, genailab_core, nbval, jupyter_book" || { echo "install failed"; exit 1; }
+	@echo "$(TORCH_SPEC)" > $(VENV)/torch-constraint.txt
+	@$(PY) -m pip install $(PIP_QUIET) -c $(VENV)/torch-constraint.txt -e ".[book,test,reference]" 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -m pip install $(PIP_QUIET) --no-deps "torchcfm==1.0.7" 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import torch, scanpy, genailab_core, nbval, jupyter_book, torchdiffeq" || { echo "install failed"; exit 1; }
 	@touch $(STAMP)
 
 # Execute every chapter (quick profile; jupyter-cache skips unchanged chapters) and render _build/html.

@@ -144,3 +144,112 @@ class FiLM(nn.Module):
     def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.proj(c).chunk(2, dim=-1)
         return h * (1 + gamma) + beta
+
+
+class TimeEmbedding(nn.Module):
+    """t in [0, 1] -> a learned vector: sinusoidal features of 1000 t (DDPM's step index; Ho et al. 2020) or
+    random Fourier features of t (Tancik et al. 2020; Song et al. 2021's NCSN++), then a 2-layer MLP.
+
+    t: (batch,) -> (batch, dim).
+    """
+
+    def __init__(self, dim: int = 128, kind: str = "sinusoidal", fourier_scale: float = 16.0):
+        super().__init__()
+        if kind not in ("sinusoidal", "fourier"):
+            raise ValueError(f"kind must be 'sinusoidal' or 'fourier', got {kind!r}.")
+        self.dim, self.kind = dim, kind
+        if kind == "fourier":                                            # fixed, not trained
+            self.register_buffer("frequencies", torch.randn(dim // 2) * fourier_scale)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def features(self, t: torch.Tensor) -> torch.Tensor:
+        if self.kind == "sinusoidal":
+            return sinusoidal_embedding(1000.0 * t, self.dim)
+        angles = 2 * math.pi * t.float()[:, None] * self.frequencies[None, :]
+        return nn.functional.pad(torch.cat([torch.cos(angles), torch.sin(angles)], -1), (0, self.dim % 2))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.features(t.reshape(-1)))
+
+
+NULL_CONDITION = -1      # the code of "no condition": classifier-free guidance's unconditional input
+
+
+class LabelEmbedding(nn.Module):
+    """Categorical conditions -> one vector, with a learned null token per key for classifier-free
+    guidance (Ho & Salimans 2022): code ``NULL_CONDITION`` (-1) means "unconditional" for that key.
+    The keys' embeddings are summed (DiT's class embedding, Peebles & Xie 2023, for several keys).
+
+    codes: (batch, n_keys) long in -1 .. n_k - 1 -> (batch, dim).
+    """
+
+    def __init__(self, n_categories: Sequence[int], dim: int):
+        super().__init__()
+        self.n_categories = list(n_categories)
+        self.tables = nn.ModuleList([nn.Embedding(n + 1, dim) for n in self.n_categories])   # row n: null
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        if codes.dim() != 2 or codes.shape[1] != len(self.n_categories):
+            raise ValueError(f"Expected condition codes of shape (batch, {len(self.n_categories)}), got "
+                             f"{tuple(codes.shape)}.")
+        out = 0
+        for k, (n, table) in enumerate(zip(self.n_categories, self.tables)):
+            key = codes[:, k]
+            if key.numel() and (key.min() < NULL_CONDITION or key.max() >= n):
+                raise ValueError(f"Condition {k} has codes outside 0..{n - 1} (and -1 for 'none'): a category the "
+                                 "model was not trained on. Encode conditions with the training data's categories.")
+            out = out + table(torch.where(key == NULL_CONDITION, torch.full_like(key, n), key))
+        return out
+
+
+class ResidualFiLMBlock(nn.Module):
+    """h + MLP(FiLM(LayerNorm(h), emb)): a pre-norm residual block modulated by the time (and condition)
+    embedding. No batch norm: a denoiser's output must not depend on the other cells of its batch."""
+
+    def __init__(self, width: int, emb_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.film = FiLM(emb_dim, width)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(width, width))
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return h + self.mlp(self.film(self.norm(h), emb))
+
+
+class ConditionalMLP(nn.Module):
+    """The network of Part III's models: (x_t, t, condition) -> a vector of x's size (a noise, a clean
+    point, a score or a velocity: the model that owns it decides). Residual FiLM blocks on an embedding
+    of t plus, when ``n_categories`` is given, of the condition codes (with a null token).
+    The output layer is zero-initialized, so an untrained network predicts 0 (as DiT's final layer).
+
+    x: (batch, n_in), t: (batch,), codes: (batch, n_keys) long or None -> (batch, n_in).
+    """
+
+    def __init__(self, n_in: int, n_hidden: int = 256, n_layers: int = 3, time_dim: int = 128,
+                 n_categories: Sequence[int] | None = None, time_embedding: str = "sinusoidal",
+                 dropout: float = 0.0):
+        super().__init__()
+        self.n_in = n_in
+        self.time = TimeEmbedding(time_dim, time_embedding)
+        self.labels = LabelEmbedding(n_categories, time_dim) if n_categories else None
+        self.inp = nn.Linear(n_in, n_hidden)
+        self.blocks = nn.ModuleList([ResidualFiLMBlock(n_hidden, time_dim, dropout) for _ in range(n_layers)])
+        self.out_norm = nn.LayerNorm(n_hidden)
+        self.out = nn.Linear(n_hidden, n_in)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.n_in:
+            raise ValueError(f"Expected x of shape (batch, {self.n_in}), got {tuple(x.shape)}.")
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
+        emb = self.time(t)
+        if codes is not None:
+            if self.labels is None:
+                raise ValueError("This network was built without conditions (n_categories=None); pass codes=None.")
+            emb = emb + self.labels(codes)
+        emb = nn.functional.silu(emb)
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.out(self.out_norm(h))
