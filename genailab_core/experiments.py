@@ -155,8 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep_p.add_argument("runs", nargs="?", default="runs")
     rep_p.add_argument("--csv", help="also write the table to this CSV file")
     bench_p = sub.add_parser("bench", help="benchmark a model against its peer package")
-    bench_p.add_argument("what", choices=["vae"])
+    bench_p.add_argument("what", choices=["vae", "flow"])
     bench_p.add_argument("--epochs", type=int, default=None, help="NB-VAE epochs (default: the tuned setting)")
+    bench_p.add_argument("--steps", type=int, default=None, help="OT-CFM training steps (default: the bench's setting)")
     bench_p.add_argument("--seed", type=int, default=0)
     bench_p.add_argument("--out", default="bench_results", help="folder for the results JSON")
     sub.add_parser("sync-headers", help="rewrite every chapter's Colab badge and install cell from _config.yml")
@@ -176,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(table.to_string(index=False))
         if args.csv:
             table.to_csv(args.csv, index=False)
+    elif args.command == "bench" and args.what == "flow":
+        from .bench_flow import bench_flow
+        bench_flow(seed=args.seed, steps=args.steps, out_dir=args.out)
     elif args.command == "bench":
         from .bench import bench_vae
         bench_vae(epochs=args.epochs, seed=args.seed, out_dir=args.out)

@@ -82,9 +82,12 @@ class Schedule(ABC):
         x: (batch, d), t: (batch,) -> f: (batch, d), g: (batch,).
         """
         log_alpha_rate = self.d_alpha(t) / self.alpha(t)
-        sigma = self.sigma(t)
-        g2 = 2 * sigma * self.d_sigma(t) - 2 * log_alpha_rate * sigma ** 2
+        g2 = self._d_sigma_squared(t) - 2 * log_alpha_rate * self.sigma(t) ** 2
         return _column(log_alpha_rate, x) * x, torch.sqrt(g2.clamp_min(0.0))
+
+    def _d_sigma_squared(self, t: torch.Tensor) -> torch.Tensor:
+        """d sigma_t^2 / dt; variance-preserving schedules override it, as 2 sigma sigma' is 0 * inf at t = 0."""
+        return 2 * self.sigma(t) * self.d_sigma(t)
 
     def prior(self, n: int, d: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Samples from the end of the path, N(alpha_1 * 0, sigma_1^2 I) (the data's mean taken as 0): (n, d)."""
@@ -132,6 +135,9 @@ class VPLinear(Schedule):
     def d_sigma(self, t):
         return -self.alpha(t) * self.d_alpha(t) / self.sigma(t)
 
+    def _d_sigma_squared(self, t):
+        return -2 * self.alpha(t) * self.d_alpha(t)                          # sigma^2 = 1 - alpha^2, finite at t = 0
+
     def discrete_betas(self, n_steps: int) -> torch.Tensor:
         """DDPM's betas: beta_i = beta(t_i) / N at N evenly spaced t_i from 0 to 1 (Song et al. 2021, app. B):
         linspace(beta_min / N, beta_max / N, N), Ho et al.'s 1e-4 .. 0.02 for N = 1,000. (n_steps,) float64."""
@@ -166,6 +172,9 @@ class VPCosine(Schedule):
 
     def d_sigma(self, t):
         return -self.alpha(t) * self.d_alpha(t) / self.sigma(t)
+
+    def _d_sigma_squared(self, t):
+        return -2 * self.alpha(t) * self.d_alpha(t)                          # sigma^2 = 1 - alpha^2, finite at t = 0
 
     def discrete_betas(self, n_steps: int, max_beta: float = 0.999) -> torch.Tensor:
         """beta_i = min(1 - alphabar(t_{i+1}) / alphabar(t_i), max_beta), t_i = i / N (Nichol & Dhariwal 2021,

@@ -13,6 +13,7 @@ from .datasets import (
     perturbation_table,
 )
 from .loaders import CountBatches
+from .pc_space import PCSpace, expression_pcs
 from .preprocess import (
     add_library_size,
     check_counts,
@@ -50,6 +51,8 @@ from .splits import (
 
 __all__ = [
     "CONTROL",
+    "PCSpace",
+    "expression_pcs",
     "REGISTRY",
     "CellSplit",
     "LeakError",
