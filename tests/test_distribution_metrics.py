@@ -49,6 +49,28 @@ def test_mmd_hand_case_one_bandwidth():
     assert mmd_rbf(x, y, bandwidths=[1.0]) == pytest.approx(within_x + within_y - 2 * between)
 
 
+def test_mmd_v_statistic_hand_case_includes_the_diagonal():
+    x, y = np.array([[0.0], [1.0]]), np.array([[0.0], [3.0]])
+    k = lambda d2: math.exp(-d2 / 2)                                     # noqa: E731, s = 1
+    within_x, within_y = (2 * k(0.0) + 2 * k(1.0)) / 4, (2 * k(0.0) + 2 * k(9.0)) / 4
+    between = (k(0.0) + k(9.0) + k(1.0) + k(4.0)) / 4
+    assert mmd_rbf(x, y, bandwidths=[1.0], unbiased=False) == pytest.approx(within_x + within_y - 2 * between)
+    same = mmd_rbf(gaussian(300, [0, 0], np.eye(2), 0), gaussian(300, [0, 0], np.eye(2), 1), unbiased=False)
+    assert same > 0                                                      # the V-statistic's finite-sample bias
+
+
+def test_forest_auc_sees_a_difference_of_shape_that_logistic_cannot():
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 600)
+    ring = np.c_[np.cos(angle), np.sin(angle)] * np.sqrt(2)                # mean 0, covariance I, like N(0, I)
+    blob = rng.normal(size=(600, 2))
+    assert abs(classifier_auc(blob, ring) - 0.5) < 0.08                  # no linear direction separates them
+    assert classifier_auc(blob, ring, model="forest") > 0.8
+    assert abs(classifier_auc(blob, rng.normal(size=(600, 2)), model="forest") - 0.5) < 0.08
+    with pytest.raises(ValueError, match="logistic"):
+        classifier_auc(blob, ring, model="svm")
+
+
 def test_mmd_is_unbiased_near_zero_for_one_distribution_and_positive_for_a_shift():
     same = [mmd_rbf(gaussian(300, [0, 0], np.eye(2), s), gaussian(300, [0, 0], np.eye(2), s + 100)) for s in range(5)]
     assert abs(np.mean(same)) < 3e-3 and min(same) < 0 < max(same)       # unbiased: straddles zero

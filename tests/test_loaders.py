@@ -103,3 +103,25 @@ def test_norman_batches_match_their_rows(norman):
     np.testing.assert_array_equal(batch["x"].numpy(), norman.X[index].toarray())
     labels = batches.categories["perturbation"][batch["perturbation"].numpy()]
     assert list(labels) == list(norman.obs["perturbation"].iloc[index])
+
+
+def test_population_batches_pass_once_over_x0_and_balance_x1():
+    import torch
+    from genailab_core.data import PopulationBatches
+
+    x0 = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)          # row i = (i, i)
+    x1 = -np.arange(1, 5, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)       # 4 rows
+    loader = PopulationBatches(x0, x1, batch_size=4, seed=3)
+    epoch = list(loader)
+    assert len(epoch) == len(loader) == 3
+    seen0 = torch.cat([b["x"][:, 0] for b in epoch]).numpy()
+    assert sorted(seen0) == list(range(10))                                            # every x0 once
+    seen1 = torch.cat([b["x1"][:, 0] for b in epoch]).numpy()
+    counts = np.unique(seen1, return_counts=True)[1]
+    assert len(seen1) == 10 and counts.max() - counts.min() <= 1                     # x1 cycled evenly
+    assert all(len(set(b["x1"][:, 0].tolist())) == len(b["x1"]) for b in epoch)      # no repeat in a batch
+    loader.set_epoch(0)
+    again = list(loader)
+    assert all(torch.equal(a["x"], b["x"]) and torch.equal(a["x1"], b["x1"]) for a, b in zip(epoch, again))
+    with pytest.raises(ValueError, match="same d"):
+        PopulationBatches(x0, x1[:, :1])

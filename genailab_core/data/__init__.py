@@ -12,7 +12,7 @@ from .datasets import (
     load_pbmc3k,
     perturbation_table,
 )
-from .loaders import CountBatches
+from .loaders import CountBatches, PopulationBatches
 from .pc_space import PCSpace, expression_pcs
 from .preprocess import (
     add_library_size,
@@ -52,6 +52,7 @@ from .splits import (
 __all__ = [
     "CONTROL",
     "PCSpace",
+    "PopulationBatches",
     "expression_pcs",
     "REGISTRY",
     "CellSplit",

@@ -31,14 +31,17 @@ def check_pair(x, y, what: str = "the two sets of cells") -> tuple[np.ndarray, n
     return x, y
 
 
-def mmd_rbf(x, y, bandwidths=None) -> float:
-    """Unbiased squared MMD with a sum of RBF kernels (Gretton et al. 2012, JMLR, eq. 3).
+def mmd_rbf(x, y, bandwidths=None, unbiased: bool = True) -> float:
+    """Squared MMD with a sum of RBF kernels (Gretton et al. 2012, JMLR, eq. 3 unbiased; eq. 5 biased).
 
         MMD_u^2 = mean_{i != j} k(x_i, x_j) + mean_{i != j} k(y_i, y_j) - 2 mean_{i, j} k(x_i, y_j),
         k(a, b) = sum_s exp(-|a - b|^2 / (2 s^2))
 
     bandwidths s: default the median pairwise distance of the pooled cells times (0.5, 1, 2) (the median
-    heuristic, computed once). Can be slightly negative when the two samples share one distribution.
+    heuristic, computed once). The unbiased MMD_u^2 is 0 in expectation for one distribution (so it can be
+    slightly negative, and its real-data floor is 0 up to noise). ``unbiased=False`` gives the V-statistic
+    MMD_b^2 (the means include i = j, as most single-cell and flow-matching code computes it): >= 0, and
+    positive between two finite samples of one distribution, so its floor is a positive number.
     """
     x, y = check_pair(x, y)
     d_xx, d_yy, d_xy = cdist(x, x, "sqeuclidean"), cdist(y, y, "sqeuclidean"), cdist(x, y, "sqeuclidean")
@@ -48,6 +51,8 @@ def mmd_rbf(x, y, bandwidths=None) -> float:
     kernel = lambda d: sum(np.exp(-d / (2 * s ** 2)) for s in np.atleast_1d(bandwidths))   # noqa: E731
     n, m = len(x), len(y)
     k_xx, k_yy = kernel(d_xx), kernel(d_yy)
+    if not unbiased:
+        return float(k_xx.mean() + k_yy.mean() - 2 * kernel(d_xy).mean())
     within_x = (k_xx.sum() - np.trace(k_xx)) / (n * (n - 1))
     within_y = (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
     return float(within_x + within_y - 2 * kernel(d_xy).mean())
@@ -110,11 +115,14 @@ def knn_precision_recall(real, generated, k: int = 5) -> tuple[float, float]:
     return float(inside(real, generated)), float(inside(generated, real))
 
 
-def classifier_auc(real, generated, n_folds: int = 5, seed: int = 0) -> float:
-    """Cross-validated ROC AUC of a logistic regression telling real from generated cells.
+def classifier_auc(real, generated, n_folds: int = 5, seed: int = 0, model: str = "logistic") -> float:
+    """Cross-validated ROC AUC of a classifier telling real from generated cells.
 
+    model: "logistic" (a logistic regression on standardized features: it sees differences of means and
+    linear directions only) or "forest" (a random forest of 200 trees, the real-vs-generated classifier of
+    scDiffusion, Luo et al. 2024: it also sees differences of shape, spread and interactions).
     0.5: the classifier cannot tell them apart; 1: every generated cell is recognisable. Out-of-fold
-    probabilities over stratified folds, features standardized within each fold.
+    probabilities over stratified folds.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -125,9 +133,15 @@ def classifier_auc(real, generated, n_folds: int = 5, seed: int = 0) -> float:
     real, generated = check_pair(real, generated)
     features = np.concatenate([real, generated])
     is_generated = np.r_[np.zeros(len(real)), np.ones(len(generated))]
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    if model == "logistic":
+        classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    elif model == "forest":
+        from sklearn.ensemble import RandomForestClassifier
+        classifier = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    else:
+        raise ValueError(f"model must be 'logistic' or 'forest', got {model!r}.")
     folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-    scores = cross_val_predict(model, features, is_generated, cv=folds, method="predict_proba")[:, 1]
+    scores = cross_val_predict(classifier, features, is_generated, cv=folds, method="predict_proba")[:, 1]
     return float(roc_auc_score(is_generated, scores))
 
 
