@@ -222,20 +222,21 @@ class ConditionalMLP(nn.Module):
     of t plus, when ``n_categories`` is given, of the condition codes (with a null token).
     The output layer is zero-initialized, so an untrained network predicts 0 (as DiT's final layer).
 
-    x: (batch, n_in), t: (batch,), codes: (batch, n_keys) long or None -> (batch, n_in).
+    x: (batch, n_in), t: (batch,), codes: (batch, n_keys) long or None -> (batch, n_out), n_out = n_in unless
+    given (e.g. class logits of a noise-aware classifier).
     """
 
     def __init__(self, n_in: int, n_hidden: int = 256, n_layers: int = 3, time_dim: int = 128,
                  n_categories: Sequence[int] | None = None, time_embedding: str = "sinusoidal",
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, n_out: int | None = None):
         super().__init__()
-        self.n_in = n_in
+        self.n_in, self.n_out = n_in, n_out or n_in
         self.time = TimeEmbedding(time_dim, time_embedding)
         self.labels = LabelEmbedding(n_categories, time_dim) if n_categories else None
         self.inp = nn.Linear(n_in, n_hidden)
         self.blocks = nn.ModuleList([ResidualFiLMBlock(n_hidden, time_dim, dropout) for _ in range(n_layers)])
         self.out_norm = nn.LayerNorm(n_hidden)
-        self.out = nn.Linear(n_hidden, n_in)
+        self.out = nn.Linear(n_hidden, self.n_out)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -125,3 +125,7 @@ def test_population_batches_pass_once_over_x0_and_balance_x1():
     assert all(torch.equal(a["x"], b["x"]) and torch.equal(a["x1"], b["x1"]) for a, b in zip(epoch, again))
     with pytest.raises(ValueError, match="same d"):
         PopulationBatches(x0, x1[:, :1])
+    couples = PopulationBatches(x0, -x0, batch_size=4, seed=1, paired=True)             # row i with row i
+    assert all(torch.equal(b["x1"], -b["x"]) for b in couples)
+    with pytest.raises(ValueError, match="as many rows"):
+        PopulationBatches(x0, x1, paired=True)

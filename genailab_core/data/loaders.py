@@ -125,12 +125,13 @@ class PopulationBatches:
     course): ``{"x": (B, d) rows of x0, key: (B, d) rows of x1}``; an epoch passes once over x0 in a seeded
     shuffled order, and x1 rows are drawn from a seeded permutation of x1, cycled as needed.
 
-    x0: (n0, d) and x1: (n1, d) arrays (float32 tensors on ``device`` in the batches). ``set_epoch`` as
+    x0: (n0, d) and x1: (n1, d) arrays (float32 tensors on ``device`` in the batches). ``paired=True`` keeps
+    row i of x0 with row i of x1 (equal sizes; e.g. reflow's (cell, noise) couples). ``set_epoch`` as
     :class:`CountBatches`, so ``fit()`` resumes with the same order.
     """
 
     def __init__(self, x0, x1, batch_size: int = 128, key: str = "x1", device: str | torch.device = "cpu",
-                 seed: int = 0) -> None:
+                 seed: int = 0, paired: bool = False) -> None:
         x0, x1 = np.asarray(x0, dtype=np.float32), np.asarray(x1, dtype=np.float32)
         if x0.ndim != 2 or x1.ndim != 2 or x0.shape[1] != x1.shape[1]:
             raise ValueError(f"Both populations must be (cells, d) with the same d, got {x0.shape} and {x1.shape}.")
@@ -138,7 +139,10 @@ class PopulationBatches:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self.device = torch.device(device)
         self.x0, self.x1 = torch.from_numpy(x0), torch.from_numpy(x1)
-        self.batch_size, self.key, self.seed, self.epoch = batch_size, key, seed, 0
+        if paired and len(x0) != len(x1):
+            raise ValueError(f"paired=True keeps row i of x0 with row i of x1, so both need as many rows; got "
+                             f"{len(x0)} and {len(x1)}.")
+        self.batch_size, self.key, self.seed, self.epoch, self.paired = batch_size, key, seed, 0, paired
 
     def __len__(self) -> int:
         return -(-len(self.x0) // self.batch_size)
@@ -150,7 +154,8 @@ class PopulationBatches:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
         order0 = torch.randperm(len(self.x0), generator=generator)
-        order1 = torch.randperm(len(self.x1), generator=generator).repeat(-(-len(self.x0) // len(self.x1)) + 1)
+        order1 = order0 if self.paired else torch.randperm(len(self.x1), generator=generator).repeat(
+            -(-len(self.x0) // len(self.x1)) + 1)
         for start in range(0, len(self.x0), self.batch_size):
             rows0 = order0[start:start + self.batch_size]
             rows1 = order1[start:start + len(rows0)]

@@ -115,11 +115,12 @@ def knn_precision_recall(real, generated, k: int = 5) -> tuple[float, float]:
     return float(inside(real, generated)), float(inside(generated, real))
 
 
-def classifier_auc(real, generated, n_folds: int = 5, seed: int = 0, model: str = "logistic") -> float:
+def classifier_auc(real, generated, n_folds: int = 5, seed: int = 0, model: str = "logistic",
+                   n_trees: int = 200) -> float:
     """Cross-validated ROC AUC of a classifier telling real from generated cells.
 
     model: "logistic" (a logistic regression on standardized features: it sees differences of means and
-    linear directions only) or "forest" (a random forest of 200 trees, the real-vs-generated classifier of
+    linear directions only) or "forest" (a random forest of ``n_trees`` trees, the real-vs-generated classifier of
     scDiffusion, Luo et al. 2024: it also sees differences of shape, spread and interactions).
     0.5: the classifier cannot tell them apart; 1: every generated cell is recognisable. Out-of-fold
     probabilities over stratified folds.
@@ -137,7 +138,7 @@ def classifier_auc(real, generated, n_folds: int = 5, seed: int = 0, model: str 
         classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     elif model == "forest":
         from sklearn.ensemble import RandomForestClassifier
-        classifier = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
+        classifier = RandomForestClassifier(n_estimators=n_trees, min_samples_leaf=2, random_state=seed, n_jobs=1)
     else:
         raise ValueError(f"model must be 'logistic' or 'forest', got {model!r}.")
     folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..nn import ResidualFiLMBlock, TimeEmbedding
+from ..nn import ConditionalMLP
 from ..schedules import Schedule
 from .base import LossOutput
 from .diffusion import batch_times, largest_time
@@ -23,35 +23,22 @@ from .diffusion import batch_times, largest_time
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class TimeConditionalClassifier(nn.Module):
-    """(x_t, t) -> class logits: residual FiLM blocks on an embedding of t (the ``ConditionalMLP`` body, no
-    batch norm) and a linear head, zero-initialized so that an untrained classifier is uniform.
+class TimeConditionalClassifier(ConditionalMLP):
+    """(x_t, t) -> class logits: the ``ConditionalMLP`` (residual FiLM blocks on an embedding of t, no batch
+    norm) with ``n_classes`` outputs, zero-initialized so that an untrained classifier is uniform.
 
     x: (B, n_in), t: (B,) -> logits (B, n_classes).
     """
 
     def __init__(self, n_in: int, n_classes: int, n_hidden: int = 128, n_layers: int = 2, time_dim: int = 64,
                  dropout: float = 0.0):
-        super().__init__()
         if n_classes < 2:
             raise ValueError(f"A classifier needs n_classes >= 2, got {n_classes}.")
-        self.n_in, self.n_classes = n_in, n_classes
-        self.time = TimeEmbedding(time_dim)
-        self.inp = nn.Linear(n_in, n_hidden)
-        self.blocks = nn.ModuleList([ResidualFiLMBlock(n_hidden, time_dim, dropout) for _ in range(n_layers)])
-        self.out_norm = nn.LayerNorm(n_hidden)
-        self.head = nn.Linear(n_hidden, n_classes)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        super().__init__(n_in, n_hidden, n_layers, time_dim, dropout=dropout, n_out=n_classes)
+        self.n_classes = n_classes
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2 or x.shape[1] != self.n_in:
-            raise ValueError(f"Expected x of shape (batch, {self.n_in}), got {tuple(x.shape)}.")
-        emb = F.silu(self.time(batch_times(t, x)))
-        h = self.inp(x)
-        for block in self.blocks:
-            h = block(h, emb)
-        return self.head(self.out_norm(h))
+        return super().forward(x, batch_times(t, x))
 
 
 class NoiseAwareClassifier(nn.Module):
