@@ -55,19 +55,34 @@ def lr_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps
 class EMA:
     """Exponential moving average of a model's weights, a step hook for ``fit(hooks=[ema])``.
 
-        theta_ema <- decay * theta_ema + (1 - decay) * theta        after every optimizer step
+        theta_ema <- d_n * theta_ema + (1 - d_n) * theta        after the n-th optimizer step
 
     (Polyak & Juditsky 1992; used for sampling by DDPM/DiT and as the target network of BYOL/JEPA).
+    With ``warmup`` (the default) d_n = min(decay, (1 + n) / (10 + n)) (TensorFlow's ``num_updates`` rule,
+    diffusers' EMA warm-up): a fixed decay of 0.999 would keep 45% of the first step's weights after 800
+    steps, so a short run's average would still be mostly the untrained network. Without it d_n = decay.
     ``ema.module`` is a copy of the model holding the averaged weights (and buffers), ready to sample
-    from. Built on ``torch.optim.swa_utils.AveragedModel``.
+    from. Built on ``torch.optim.swa_utils.AveragedModel`` (the first update copies the weights).
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999, warmup: bool = True):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}.")
-        self.decay = decay
-        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.decay, self.warmup = decay, warmup
+        if warmup:
+            self.averaged = AveragedModel(model, avg_fn=self._warm_average, use_buffers=True)
+        else:
+            self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
         self.averaged.requires_grad_(False)
+
+    def current_decay(self, n_averaged) -> float:
+        """d_n after ``n_averaged`` earlier updates."""
+        n = float(n_averaged)
+        return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
+
+    def _warm_average(self, averaged: torch.Tensor, current: torch.Tensor, n_averaged) -> torch.Tensor:
+        d = self.current_decay(n_averaged)
+        return d * averaged + (1 - d) * current
 
     @property
     def module(self) -> torch.nn.Module:

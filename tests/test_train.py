@@ -2,6 +2,7 @@
 the divergence guard, checkpoints, and a resumed run that equals an uninterrupted one."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,16 +106,25 @@ def test_frozen_parameters_do_not_move():
     assert float(model.b) == 0.0 and float(model.w) != 0.0
 
 
-def test_ema_hook_is_the_exponential_average_of_the_weights_after_each_step():
+@pytest.mark.parametrize("warmup", [False, True])
+def test_ema_hook_is_the_exponential_average_of_the_weights_after_each_step(warmup):
     model, decay = Regression(), 0.9
     seen = []
-    ema = EMA(model, decay=decay)
+    ema = EMA(model, decay=decay, warmup=warmup)
     fit(model, Shuffled(), epochs=2, lr=0.1, hooks=[ema, lambda m, step: seen.append(float(m.w))], progress=False)
     expected = seen[0]                                             # the first update copies the weights
-    for w in seen[1:]:
-        expected = decay * expected + (1 - decay) * w
+    for n, w in enumerate(seen[1:], start=1):                      # n earlier updates
+        d = min(decay, (1 + n) / (10 + n)) if warmup else decay    # warm-up: 0.2, 0.27, ... then 0.9
+        expected = d * expected + (1 - d) * w
     assert float(ema.module.w) == pytest.approx(expected, rel=1e-6)
     assert float(ema.module.w) != pytest.approx(seen[-1], rel=1e-3)
+
+
+def test_ema_warmup_forgets_the_untrained_weights():
+    ema = EMA(Regression(), decay=0.999)
+    assert ema.current_decay(1) == pytest.approx(2 / 11) and ema.current_decay(10 ** 6) == 0.999
+    share_of_first = np.prod([ema.current_decay(n) for n in range(1, 800)])        # weight left on update 1
+    assert share_of_first < 1e-3 < 0.999 ** 799                                     # plain EMA keeps 45%
 
 
 def test_early_stopping_restores_the_best_weights():
