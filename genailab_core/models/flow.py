@@ -29,6 +29,7 @@ from torch import nn
 
 from ..schedules import LinearPath, Schedule
 from .base import LossOutput
+from .tensors import batch_codes, module_device
 
 COUPLINGS = ("independent", "ot", "given")
 PAIRED_KEY = "x1"        # where a "given" coupling finds the t = 1 end of each pair when source_key is None
@@ -107,13 +108,7 @@ class FlowMatching(nn.Module):
     # -- training ------------------------------------------------------------------------------------
     def conditions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The condition codes of a batch, (B, n_keys) long, or None for an unconditional model."""
-        if not self.condition_keys:
-            return None
-        missing = [key for key in self.condition_keys if key not in batch]
-        if missing:
-            raise ValueError(f"The batch has no condition entries {missing}; it has {sorted(batch)}. Build the "
-                             f"batches with condition_keys={list(self.condition_keys)}.")
-        return torch.stack([batch[key] for key in self.condition_keys], dim=1)
+        return batch_codes(batch, self.condition_keys)
 
     def pair(self, batch: dict[str, torch.Tensor],
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,8 +197,7 @@ class FlowMatching(nn.Module):
 
     def _start(self, n: int, x1: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
         """The t = 1 points sampling starts from: the given x1 (n, d), or N(0, I) noise (n, d)."""
-        parameter = next(self.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
+        device = module_device(self)
         if x1 is not None:
             if x1.dim() != 2 or len(x1) != n:
                 raise ValueError(f"x1 must be (n={n}, d), got {tuple(x1.shape)}.")

@@ -18,7 +18,8 @@ from torch.nn import functional as F
 from ..nn import ConditionalMLP
 from ..schedules import Schedule
 from .base import LossOutput
-from .diffusion import batch_times, largest_time
+from .diffusion import largest_time
+from .tensors import batch_times
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

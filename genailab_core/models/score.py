@@ -26,7 +26,7 @@ from torch import nn
 
 from ..schedules import VE
 from .base import LossOutput
-from .diffusion import batch_codes, batch_times, column, feature_count, module_device
+from .tensors import batch_codes, batch_times, column, feature_count, module_device
 
 OBJECTIVES = ("dsm", "ssm", "ism")
 MAX_ISM_DIMENSION = 64
