@@ -1,7 +1,7 @@
 """Cells in principal-component space, the space Part III's generators of expression work in.
 
 Diffusion and flow models of Part III generate log-normalized expression through its first principal
-components (as scDiffusion's and CFGen's baselines, and torchcfm's single-cell examples, do): a few dozen
+components (torchcfm's single-cell examples work in whitened PCs too): a few dozen
 continuous, roughly Gaussian coordinates instead of thousands of sparse genes. Everything that shapes the
 space is fitted on the training cells only: the highly variable genes (seurat_v3 on counts), the PCA, and
 one scale factor, so that held-out cells are new to it, as a generator's test cells must be.
