@@ -72,6 +72,15 @@ def _randn(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
 
 
 # -- ODEs ------------------------------------------------------------------------------------------------------
+def _within(t_start: float, t_end: float, dtype: torch.dtype) -> dict:
+    """torchdiffeq options that keep an adaptive solver's evaluations inside [t_start, t_end]: its last step lands
+    exactly on t_end, and its first step is given (1% of the interval) instead of probed. Without them the solver
+    may evaluate the velocity beyond the interval (e.g. t < 0, where a VP schedule's sigma_t is 0 and the PF-ODE
+    velocity NaN), then interpolate back. t_end is rounded to ``dtype`` as the solver's times are, so that landing
+    on it ends the solve."""
+    return {"step_t": torch.tensor([t_end], dtype=dtype), "first_step": 0.01 * abs(t_end - t_start)}
+
+
 @torch.no_grad()
 def ode_solve(velocity: Predictor, x: torch.Tensor, nfe: int, method: str = "euler", t_start: float = 1.0,
               t_end: float = 0.0, rtol: float = 1e-5, atol: float = 1e-5) -> torch.Tensor:
@@ -100,7 +109,7 @@ def ode_solve(velocity: Predictor, x: torch.Tensor, nfe: int, method: str = "eul
     if method in ADAPTIVE_METHODS:
         times = torch.tensor([t_start, t_end], dtype=x.dtype, device=x.device)
         return odeint(lambda t, y: velocity(y, t.to(y.dtype).expand(len(y))), x, times,
-                      method=method, rtol=rtol, atol=atol)[-1]
+                      method=method, rtol=rtol, atol=atol, options=_within(t_start, t_end, x.dtype))[-1]
     raise ValueError(f"Unknown ODE method {method!r}; use 'euler', 'heun' or one of {ADAPTIVE_METHODS}.")
 
 
@@ -340,7 +349,8 @@ def pf_ode_log_likelihood(velocity: Predictor, x0: torch.Tensor, prior_log_prob:
         return v.detach(), div.detach()                                        # d/dt [x, int div v]
 
     times = torch.tensor([0.0, t_end], dtype=x0.dtype, device=x0.device)
-    x_path, div_path = odeint(augmented, (x0, x0.new_zeros(len(x0))), times, method=method, rtol=rtol, atol=atol)
+    x_path, div_path = odeint(augmented, (x0, x0.new_zeros(len(x0))), times, method=method, rtol=rtol, atol=atol,
+                              options=_within(0.0, t_end, x0.dtype))
     log_prior = prior_log_prob(x_path[-1])
     if log_prior.shape != (len(x0),):
         raise ValueError(f"prior_log_prob must map (batch, d) to (batch,), got shape {tuple(log_prior.shape)}.")

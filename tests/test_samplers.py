@@ -298,3 +298,25 @@ def test_bad_input_raises():
         samplers.pf_ode_log_likelihood(velocity, x, prior, method="euler")
     with pytest.raises(ValueError, match="prior_log_prob must map"):
         samplers.pf_ode_log_likelihood(velocity, x, lambda x: torch.zeros(len(x), 1))
+
+
+@pytest.mark.parametrize("t_start, t_end", [(0.999, 1e-3), (1e-3, 0.999)])
+def test_adaptive_solvers_never_evaluate_the_velocity_outside_the_interval(t_start, t_end):
+    """dopri5 takes large steps on a smooth field; its last step must land on t_end, not overshoot past it and
+    evaluate there (a VP schedule's sigma_t is 0 beyond t = 0 and the PF-ODE velocity NaN)."""
+    times = []
+
+    def velocity(x, t):
+        times.append(t.min().item())
+        times.append(t.max().item())
+        return -x
+
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    samplers.ode_solve(velocity, x, 1, method="dopri5", t_start=t_start, t_end=t_end, rtol=1e-3, atol=1e-3)
+    lo, hi = min(t_start, t_end), max(t_start, t_end)
+    assert lo - 1e-6 <= min(times) and max(times) <= hi + 1e-6
+
+    times.clear()
+    samplers.pf_ode_log_likelihood(velocity, x, lambda z: torch.zeros(len(z)), t_end=t_end if t_end > t_start else
+                                   t_start, rtol=1e-3, atol=1e-3)
+    assert 0.0 - 1e-6 <= min(times) and max(times) <= max(t_start, t_end) + 1e-6

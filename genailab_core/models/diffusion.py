@@ -187,12 +187,13 @@ class Diffusion(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, sampler: str = "ddim", nfe: int = 50, eta: float = 0.0, codes=None,
                guidance_scale: float | None = None, generator: torch.Generator | None = None,
-               method: str = "euler") -> torch.Tensor:
+               method: str = "euler", rtol: float = 1e-5, atol: float = 1e-5) -> torch.Tensor:
         """n new points (n, d), from x_{t_max} ~ N(0, sigma_{t_max}^2 I) back to t = 0.
 
         sampler: "ddim" (Song et al. 2021a; ``eta`` = 1 is DDPM), "ancestral" (DDPM, Ho et al. 2020), "sde"
         (Euler-Maruyama of the reverse SDE), "pc" (predictor-corrector), "ode" (the probability flow with
-        ``method`` "euler", "heun" or an adaptive torchdiffeq one). The SDE, PC and ODE samplers stop at t_min
+        ``method`` "euler", "heun" or an adaptive torchdiffeq one, with tolerances ``rtol``, ``atol``;
+        float32 states rarely allow much below 1e-5). The SDE, PC and ODE samplers stop at t_min
         and return the denoised x0_hat there (Song et al. 2021, app. G's final denoising step).
         codes: one condition for all (an int or (n_keys,)) or one per sample (n, n_keys).
         """
@@ -223,7 +224,7 @@ class Diffusion(nn.Module):
                                              generator=generator)
         else:
             x = samplers.ode_solve(lambda x, t: self.velocity(x, t, codes, guidance_scale), x, nfe, method=method,
-                                   t_start=self.t_max, t_end=self.t_min)
+                                   t_start=self.t_max, t_end=self.t_min, rtol=rtol, atol=atol)
         return self.x0(x, self.t_min, codes, guidance_scale)
 
     def log_likelihood(self, x: torch.Tensor, codes=None, divergence: str = "exact", n_probes: int = 1,
