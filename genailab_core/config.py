@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,7 +80,21 @@ def set_cpu_threads(threads: int | str | None = None) -> int:
             raise ValueError(f"CPU threads must be a positive integer, got {value!r} "
                              f"(from the threads argument or ${THREADS_ENV}).")
         torch.set_num_threads(count)
+        _limit_numba_threads(count)
     return torch.get_num_threads()
+
+
+def _limit_numba_threads(count: int) -> None:
+    """Keep numba's parallel regions (scanpy's seurat_v3 HVG selection) at ``count`` threads. Numba's OpenMP
+    layer shares libgomp with torch and sets its thread count before each parallel region, which silently
+    undoes ``torch.set_num_threads`` (a 1-thread chapter then runs 2 OpenMP threads, and on busy cores its
+    training slows by 10-50x)."""
+    if "numba" not in sys.modules:
+        os.environ["NUMBA_NUM_THREADS"] = str(count)                  # read when numba is first imported
+        return
+    import numba
+
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
 
 
 def seed_everything(seed: int) -> None:

@@ -1,5 +1,8 @@
 """Profiles, seeding, settings and the run directory."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -82,3 +85,20 @@ def test_cpu_threads_from_argument_then_env(monkeypatch, tmp_path):
             gl.set_cpu_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: numba cannot raise the thread count")
+def test_one_torch_thread_survives_scanpy_hvg_selection():
+    """scanpy's seurat_v3 HVG selection runs numba parallel regions, which reset the OpenMP thread count that
+    torch shares; set_cpu_threads(1) must still hold afterwards (a fresh process, so numba is not yet loaded)."""
+    code = ("import numpy as np, scipy.sparse as sp, anndata as ad, torch\n"
+            "from genailab_core.config import set_cpu_threads\n"
+            "from genailab_core.data.preprocess import select_hvg\n"
+            "set_cpu_threads(1)\n"
+            "counts = np.random.default_rng(0).poisson(1.0, (300, 400)).astype(np.float32)\n"
+            "select_hvg(ad.AnnData(sp.csr_matrix(counts)), n_top_genes=100, flavor='seurat_v3')\n"
+            "print(torch.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_NUM_THREADS", "GENAILAB_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1"
