@@ -83,6 +83,15 @@ class NoiseAwareClassifier(nn.Module):
                                                      "accuracy": accuracy.detach()})
 
 
+def classifier_gradient(classifier: NoiseAwareClassifier, x: torch.Tensor, t, y) -> torch.Tensor:
+    """grad_x log p_phi(y | x_t, t) by autograd, also under ``torch.no_grad()`` (samplers run there).
+    x: (B, d); t: float or (B,); y: an int or (B,) long -> (B, d)."""
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(True)
+        log_p = classifier.log_prob(x_in, t, y)                                             # (B,)
+        return torch.autograd.grad(log_p.sum(), x_in)[0]
+
+
 def classifier_guided_score(score_fn: Predictor, classifier: NoiseAwareClassifier, y, scale: float) -> Predictor:
     """The guided score s(x, t) + scale * grad_x log p_phi(y | x, t) (Dhariwal & Nichol 2021, eq. 10 and Alg. 1;
     Song et al. 2021, eq. 48 with the classifier's gradient scaled). scale = 1: the conditional score of Bayes'
@@ -94,10 +103,30 @@ def classifier_guided_score(score_fn: Predictor, classifier: NoiseAwareClassifie
         raise ValueError(f"The guidance scale must be >= 0 (1: the conditional score, 0: none), got {scale}.")
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            log_p = classifier.log_prob(x_in, t, y)                                         # (B,)
-            grad = torch.autograd.grad(log_p.sum(), x_in)[0]                               # (B, d)
-        return score_fn(x, t) + scale * grad
+        return score_fn(x, t) + scale * classifier_gradient(classifier, x, t, y)
+
+    return guided
+
+
+def classifier_guided_eps(eps_fn: Predictor, classifier: NoiseAwareClassifier, y, scale: float,
+                          schedule: Schedule) -> Predictor:
+    """The guided noise prediction of Dhariwal & Nichol (2021, eq. 14 and Alg. 2), for DDIM:
+
+        eps_w(x_t, t) = eps(x_t, t) - scale * sigma_t * grad_x log p_phi(y | x_t, t),
+
+    which is ``classifier_guided_score`` written in eps: eps = -sigma_t * score (Song et al. 2021, eq. 7's
+    Gaussian q(x_t | x_0)), so -sigma_t (s + scale g) = eps - scale sigma_t g. scale = 1: the conditional
+    model of Bayes' rule; 0: the unguided eps. y: the class to steer toward, an int or (B,) long.
+
+    eps_fn: ``(x: (B, d), t: (B,)) -> (B, d)``, e.g. the unconditional ``Diffusion.eps``; returns a function
+    of the same signature, for ``samplers.ddim``.
+    """
+    if scale < 0:
+        raise ValueError(f"The guidance scale must be >= 0 (1: the conditional model, 0: none), got {scale}.")
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = batch_times(t, x)
+        sigma = schedule.sigma(t).to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))            # (B, 1)
+        return eps_fn(x, t) - scale * sigma * classifier_gradient(classifier, x, t, y)
 
     return guided
