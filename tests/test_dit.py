@@ -7,6 +7,7 @@ import torch
 import genailab_core as gl
 from genailab_core.models import Diffusion, FlowMatching
 from genailab_core.models.dit import AdaLNZeroBlock, DiT
+from genailab_core.models.tokens import GroupTokens, SetTokens, gene_programs
 from genailab_core.schedules import VPCosine
 
 
@@ -19,19 +20,20 @@ def test_an_adaln_zero_block_is_exactly_the_identity_at_initialisation():
 
 def test_a_dit_outputs_zero_at_initialisation_and_only_the_named_layers_start_at_zero():
     torch.manual_seed(0)
-    net = DiT(n_in=24, n_tokens=6, width=32, n_layers=2, n_heads=4, n_categories=[3])
+    net = DiT(n_in=24, tokens=6, width=32, n_layers=2, n_heads=4, n_categories=[3])
     out = net(torch.randn(8, 24), torch.rand(8), torch.tensor([[0], [1], [2], [-1]] * 2))
     assert torch.equal(out, torch.zeros(8, 24))
     zero = {n for n, p in net.named_parameters() if p.abs().max() == 0}
     assert zero == {f"blocks.{i}.modulation.1.{w}" for i in range(2) for w in ("weight", "bias")} | \
-        {"final_modulation.1.weight", "final_modulation.1.bias", "out.weight", "out.bias"} | \
+        {"final_modulation.1.weight", "final_modulation.1.bias", "tokens.out_weight", "tokens.out_bias",
+         "tokens.in_bias"} | \
         {n for n, _ in net.named_parameters() if n.endswith("in_proj_bias") or n.endswith("out_proj.bias")}
 
 
 def test_training_moves_the_gates_off_zero_so_the_blocks_stop_being_the_identity():
     torch.manual_seed(0)
     x = torch.randn(256, 12)
-    model = FlowMatching(DiT(n_in=12, n_tokens=4, width=16, n_layers=1, n_heads=2))
+    model = FlowMatching(DiT(n_in=12, tokens=4, width=16, n_layers=1, n_heads=2))
     gl.fit(model, gl.data.CountBatches(ad.AnnData(x.numpy()), batch_size=64, seed=0), steps=20, lr=1e-2,
            progress=False)
     block = model.network.blocks[0]
@@ -43,11 +45,11 @@ def test_training_moves_the_gates_off_zero_so_the_blocks_stop_being_the_identity
 @pytest.mark.parametrize("n_in, n_tokens", [(20, 3), (20, 0), (7, 2)])
 def test_a_token_count_that_does_not_divide_the_input_is_refused(n_in, n_tokens):
     with pytest.raises(ValueError, match="does not divide"):
-        DiT(n_in=n_in, n_tokens=n_tokens)
+        DiT(n_in=n_in, tokens=n_tokens)
 
 
 def test_a_dit_rejects_wrong_shapes_and_codes_without_conditions():
-    net = DiT(n_in=8, n_tokens=4, width=16, n_layers=1, n_heads=2)
+    net = DiT(n_in=8, tokens=4, width=16, n_layers=1, n_heads=2)
     with pytest.raises(ValueError, match=r"shape \(batch, 8\)"):
         net(torch.randn(3, 9), torch.rand(3))
     with pytest.raises(ValueError, match="without conditions"):
@@ -56,7 +58,7 @@ def test_a_dit_rejects_wrong_shapes_and_codes_without_conditions():
 
 def test_attention_maps_are_row_stochastic_per_layer_and_leave_no_state():
     torch.manual_seed(0)
-    net = DiT(n_in=12, n_tokens=6, width=16, n_layers=3, n_heads=4)
+    net = DiT(n_in=12, tokens=6, width=16, n_layers=3, n_heads=4)
     maps = net.attention_maps(torch.randn(5, 12), torch.rand(5))
     assert maps.shape == (3, 5, 6, 6)
     torch.testing.assert_close(maps.sum(-1), torch.ones(3, 5, 6))
@@ -70,10 +72,72 @@ def test_a_conditional_dit_trains_in_a_diffusion_model_with_classifier_free_guid
     x = (rng.standard_normal((300, 8)) + 3 * labels[:, None]).astype(np.float32)
     data = ad.AnnData(x)
     data.obs["kind"] = labels
-    net = DiT(n_in=8, n_tokens=4, width=16, n_layers=1, n_heads=2, n_categories=[2])
+    net = DiT(n_in=8, tokens=4, width=16, n_layers=1, n_heads=2, n_categories=[2])
     model = Diffusion(net, VPCosine(), prediction="v", condition_keys=["kind"], p_uncond=0.2)
     gl.fit(model, gl.data.CountBatches(data, batch_size=64, seed=0, condition_keys=["kind"]), steps=150, lr=3e-3,
            progress=False)
     samples = {k: model.sample(200, nfe=20, codes=k, guidance_scale=1.0,
                                generator=torch.Generator().manual_seed(k)).mean().item() for k in (0, 1)}
     assert samples[1] - samples[0] > 1.5                    # the label moves the cells (true shift: 3)
+
+
+def test_group_tokens_embed_each_group_by_its_own_linear_map_and_read_each_input_back_from_its_slot():
+    torch.manual_seed(0)
+    groups = np.array([2, 0, 1, 0, 2, 2, 1])                                  # sizes 2, 2, 3
+    tok = GroupTokens(groups, width=4)
+    x = torch.randn(3, 7)
+    tokens = tok(x)
+    for k in range(3):
+        members = np.flatnonzero(groups == k)
+        expected = x[:, members] @ tok.in_weight[k, :len(members)] + tok.in_bias[k]
+        torch.testing.assert_close(tokens[:, k], expected)
+    with torch.no_grad():
+        tok.out_bias.copy_(torch.arange(tok.out_bias.numel(), dtype=torch.float32).reshape(tok.out_bias.shape))
+    back = tok.readout(torch.zeros(2, 3, 4))[0]
+    m = tok.out_bias.shape[1]
+    rank = [int((np.flatnonzero(groups == groups[g]) < g).sum()) for g in range(7)]   # position within its group
+    torch.testing.assert_close(back, torch.tensor([groups[g] * m + rank[g] for g in range(7)], dtype=torch.float32))
+
+
+def test_chunks_are_contiguous_groups_and_bad_groups_are_refused():
+    assert GroupTokens.chunks(6, 3, width=2).index.tolist() == [[0, 1], [2, 3], [4, 5]]
+    with pytest.raises(ValueError, match="empty groups"):
+        GroupTokens(np.array([0, 2, 2]), width=2)
+    with pytest.raises(ValueError, match="tokens of width"):
+        DiT(n_in=6, tokens=GroupTokens.chunks(6, 3, width=8), width=16, n_heads=2)
+
+
+def test_gene_programs_recover_blocks_of_co_expressed_genes():
+    rng = np.random.default_rng(0)
+    factors = rng.standard_normal((500, 3))
+    truth = np.repeat([0, 1, 2], [5, 7, 4])
+    expression = factors[:, truth] + 0.3 * rng.standard_normal((500, len(truth)))
+    expression[:, np.flatnonzero(truth == 2)[:2]] *= -1                     # anti-correlated genes: same program
+    from sklearn.metrics import adjusted_rand_score
+    assert adjusted_rand_score(truth, gene_programs(expression, 3)) == 1.0
+
+
+def _copy_with_permuted_genes(net, perm):
+    other = DiT(net.n_in, SetTokens(net.n_in, 16), width=16, n_layers=2, n_heads=2)
+    other.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        other.tokens.gene_embedding.copy_(net.tokens.gene_embedding[perm])
+    return other
+
+
+def _randomize(net):
+    with torch.no_grad():                                                     # leave adaLN-Zero's trivial start
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+
+
+def test_a_dit_on_set_tokens_is_permutation_equivariant_over_genes_and_one_on_gene_programs_is_not():
+    torch.manual_seed(0)
+    x, t, perm = torch.randn(4, 10), torch.rand(4), torch.randperm(10)
+    net = DiT(10, SetTokens(10, 16), width=16, n_layers=2, n_heads=2)
+    _randomize(net)
+    torch.testing.assert_close(_copy_with_permuted_genes(net, perm)(x[:, perm], t), net(x, t)[:, perm],
+                               atol=1e-5, rtol=1e-5)
+    programs = DiT(10, GroupTokens(np.arange(10) % 5, 16), width=16, n_layers=2, n_heads=2)
+    _randomize(programs)
+    assert not torch.allclose(programs(x[:, perm], t), programs(x, t)[:, perm], atol=1e-3)

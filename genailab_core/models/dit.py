@@ -1,9 +1,9 @@
 """A Diffusion Transformer for expression vectors (Peebles & Xie 2023, "Scalable Diffusion Models with
 Transformers"), the network a diffusion or flow model can use in place of ``nn.ConditionalMLP``.
 
-An image DiT cuts an image into patches; here the input vector x (batch, d), e.g. a cell's principal
-components or a VAE latent, is cut into ``n_tokens`` contiguous chunks of d / n_tokens values, each embedded
-into one token with a learned position. Time and condition enter through adaptive layer norm with zero
+An image DiT cuts an image into patches; here a tokenizer (``models.tokens``) turns the input vector x
+(batch, d), a cell's principal components, a VAE latent or its genes, into tokens: chunks of the vector,
+gene programs, or one token per gene. Time and condition enter through adaptive layer norm with zero
 initialisation (adaLN-Zero, section 3.2): every block regresses a shift, a scale and a gate per sub-layer from
 the embedding c = emb(t) + emb(labels), and the regressions start at zero, so each block is the identity and
 the network's output is 0 at initialisation (as ``ConditionalMLP``). The network knows no loss: a
@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..nn import LabelEmbedding, TimeEmbedding
+from .tokens import GroupTokens
 
-ZERO_INIT = ("modulation", "out")          # the layers zero-initialised by name (adaLN-Zero; DiT's final layer)
+ZERO_INIT = ("modulation", "out")          # the layers zero-initialised by name (adaLN-Zero; a readout's "out")
 
 
 def zero_init_by_name(module: nn.Module) -> None:
@@ -72,34 +73,31 @@ class AdaLNZeroBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """Diffusion Transformer over a vector cut into ``n_tokens`` chunks (Peebles & Xie 2023).
+    """Diffusion Transformer over the tokens of a vector (Peebles & Xie 2023).
 
     x: (batch, n_in), t: (batch,), codes: (batch, n_keys) long or None -> (batch, n_in): the same call as
     ``nn.ConditionalMLP``, so ``Diffusion(DiT(...), schedule)`` and ``FlowMatching(DiT(...))`` work unchanged.
-    n_in must be a multiple of n_tokens. n_categories: the number of labels of each condition key (each with a
-    null token -1 for classifier-free guidance), or None for an unconditional network.
+    tokens: a tokenizer of ``models.tokens`` (``GroupTokens``, ``SetTokens``) whose width is the DiT's, or an
+    int n_tokens for n_in / n_tokens contiguous chunks (``GroupTokens.chunks``). n_categories: the number of
+    labels of each condition key (each with a null token -1 for classifier-free guidance), or None.
     """
 
-    def __init__(self, n_in: int, n_tokens: int, width: int = 128, n_layers: int = 4, n_heads: int = 4,
+    def __init__(self, n_in: int, tokens: int | nn.Module, width: int = 128, n_layers: int = 4, n_heads: int = 4,
                  mlp_ratio: float = 4.0, n_categories: Sequence[int] | None = None, dropout: float = 0.0,
                  time_embedding: str = "sinusoidal"):
         super().__init__()
-        if n_tokens < 1 or n_in % n_tokens:
-            raise ValueError(f"n_tokens={n_tokens} does not divide the input size n_in={n_in}: every token is a "
-                             f"chunk of n_in / n_tokens values. Choose a divisor of {n_in}, e.g. "
-                             f"{[k for k in range(1, n_in + 1) if n_in % k == 0][:8]}.")
-        self.n_in, self.n_tokens, self.chunk = n_in, n_tokens, n_in // n_tokens
-        self.embed = nn.Linear(self.chunk, width)                                    # one chunk -> one token
-        self.position = nn.Parameter(torch.zeros(n_tokens, width))
-        nn.init.normal_(self.position, std=0.02)
+        self.tokens = GroupTokens.chunks(n_in, tokens, width) if isinstance(tokens, int) else tokens
+        if self.tokens.n_in != n_in or self.tokens.width != width:
+            raise ValueError(f"The tokenizer maps {self.tokens.n_in} inputs to tokens of width {self.tokens.width}; "
+                             f"this DiT has n_in={n_in}, width={width}.")
+        self.n_in, self.n_tokens = n_in, self.tokens.n_tokens
         self.time = TimeEmbedding(width, time_embedding)
         self.labels = LabelEmbedding(n_categories, width) if n_categories else None
         self.blocks = nn.ModuleList([AdaLNZeroBlock(width, n_heads, width, mlp_ratio, dropout)
                                      for _ in range(n_layers)])
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.out = nn.Linear(width, self.chunk)                                      # token -> its chunk
-        zero_init_by_name(self)
+        zero_init_by_name(self)                                   # the tokenizers' readouts start at 0 too
 
     def conditioning(self, t: torch.Tensor, codes: torch.Tensor | None, batch: int) -> torch.Tensor:
         """c = emb(t) + emb(labels): (batch, width)."""
@@ -115,11 +113,11 @@ class DiT(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.n_in:
             raise ValueError(f"Expected x of shape (batch, {self.n_in}), got {tuple(x.shape)}.")
         c = self.conditioning(t, codes, len(x))
-        h = self.embed(x.reshape(len(x), self.n_tokens, self.chunk)) + self.position      # (B, T, H)
+        h = self.tokens(x)                                                                   # (B, T, H)
         for block in self.blocks:
             h = block(h, c)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
-        return self.out(modulate(self.final_norm(h), shift, scale)).reshape(len(x), self.n_in)
+        return self.tokens.readout(modulate(self.final_norm(h), shift, scale))               # (B, n_in)
 
     def attention_maps(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         """Each block's attention weights, averaged over heads: (n_layers, B, T, T); rows sum to 1."""
