@@ -8,6 +8,7 @@ from .linear_gaussian import LinearGaussianVAE
 from .vae import VAE
 from .diffusion import Diffusion
 from .dit import DiT
+from .energy import EnergyModel
 from .tokens import GroupTokens, SetTokens, gene_programs
 from .flow import FlowMatching, ot_pairing, straightness
 from .guidance import NoiseAwareClassifier, TimeConditionalClassifier, classifier_guided_eps, classifier_guided_score
@@ -15,5 +16,5 @@ from .score import ScoreModel
 
 __all__ = ["VAE", "LatentVariableModel", "LinearGaussianVAE", "LossOutput", "iwae_bound", "Additive", "CVAEPredictor", "LinearPCA", "NoChange",
            "PerturbationSetEncoder", "TargetVocabulary", "TrainingMean", "heldout_elbo", "marginal_log_likelihood",
-           "mean_over_batches", "Diffusion", "DiT", "GroupTokens", "SetTokens", "gene_programs", "FlowMatching", "ot_pairing", "straightness", "NoiseAwareClassifier",
+           "mean_over_batches", "Diffusion", "DiT", "EnergyModel", "GroupTokens", "SetTokens", "gene_programs", "FlowMatching", "ot_pairing", "straightness", "NoiseAwareClassifier",
            "TimeConditionalClassifier", "classifier_guided_eps", "classifier_guided_score", "ScoreModel"]
