@@ -13,8 +13,9 @@ from .tokens import GroupTokens, SetTokens, gene_programs
 from .flow import FlowMatching, ot_pairing, straightness
 from .guidance import NoiseAwareClassifier, TimeConditionalClassifier, classifier_guided_eps, classifier_guided_score
 from .score import ScoreModel
+from .ssm import DiagonalSSM
 
 __all__ = ["VAE", "LatentVariableModel", "LinearGaussianVAE", "LossOutput", "iwae_bound", "Additive", "CVAEPredictor", "LinearPCA", "NoChange",
            "PerturbationSetEncoder", "TargetVocabulary", "TrainingMean", "heldout_elbo", "marginal_log_likelihood",
            "mean_over_batches", "Diffusion", "DiT", "EnergyModel", "GroupTokens", "SetTokens", "gene_programs", "FlowMatching", "ot_pairing", "straightness", "NoiseAwareClassifier",
-           "TimeConditionalClassifier", "classifier_guided_eps", "classifier_guided_score", "ScoreModel"]
+           "TimeConditionalClassifier", "classifier_guided_eps", "classifier_guided_score", "ScoreModel", "DiagonalSSM"]
