@@ -193,3 +193,41 @@ def test_bad_input_raises():
     assert conditional.sample(10, nfe=2, codes=torch.ones(10, 1, dtype=torch.long)).shape == (10, 3)
     with pytest.raises(ValueError, match="same features"):
         compare_to_real(np.random.rand(50, 3), np.random.rand(50, 4))
+
+
+def test_classifier_free_guidance_of_the_velocity_is_exact_at_scales_one_and_zero():
+    torch.manual_seed(0)
+    net = ConditionalMLP(4, n_hidden=16, n_layers=1, n_categories=[3])
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model = FlowMatching(net, condition_keys=["kind"], p_uncond=0.2)
+    x, t, codes = torch.randn(5, 4), torch.rand(5), torch.tensor([[0], [1], [2], [0], [1]])
+    assert torch.equal(model.velocity(x, t, codes, guidance_scale=1.0), net(x, t, codes))
+    assert torch.equal(model.velocity(x, t, codes, guidance_scale=0.0), net(x, t, torch.full_like(codes, -1)))
+    mixed = model.velocity(x, t, codes, guidance_scale=2.5)
+    torch.testing.assert_close(mixed, net(x, t, torch.full_like(codes, -1))
+                               + 2.5 * (net(x, t, codes) - net(x, t, torch.full_like(codes, -1))))
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        model.sample(5, nfe=2, codes=codes, guidance_scale=-1.0)
+    with pytest.raises(ValueError, match="needs condition_keys|has none"):
+        FlowMatching(ConditionalMLP(4), p_uncond=0.1)
+
+
+def test_the_flow_drops_conditions_at_rate_p_uncond_in_training_only():
+    from genailab_core.models.tensors import drop_conditions
+    torch.manual_seed(0)
+    codes = torch.zeros(20000, 2, dtype=torch.long)
+    dropped = drop_conditions(codes, 0.3)
+    assert (dropped == -1).all(1).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    assert ((dropped == -1).any(1) == (dropped == -1).all(1)).all()        # all keys of a cell together
+    seen = []
+    net = ConditionalMLP(2, n_hidden=8, n_layers=1, n_categories=[2])
+    forward = net.forward
+    net.forward = lambda x, t, c: (seen.append(c.clone()), forward(x, t, c))[1]
+    model = FlowMatching(net, condition_keys=["kind"], p_uncond=0.5)
+    batch = {"x": torch.randn(4000, 2), "kind": torch.ones(4000, dtype=torch.long)}
+    model.train(); model.loss(batch)
+    model.eval(); model.loss(batch)
+    assert (seen[0] == -1).float().mean().item() == pytest.approx(0.5, abs=0.03)
+    assert not (seen[1] == -1).any()

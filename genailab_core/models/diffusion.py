@@ -23,7 +23,7 @@ from torch import nn
 from ..nn import NULL_CONDITION
 from ..schedules import Schedule
 from .base import LossOutput
-from .tensors import batch_codes, batch_times, column, feature_count, module_device
+from .tensors import batch_codes, batch_times, column, drop_conditions, feature_count, guided, module_device
 
 PREDICTIONS = ("eps", "x0", "v")
 SAMPLERS = ("ddim", "ancestral", "sde", "pc", "ode")
@@ -76,10 +76,7 @@ class Diffusion(nn.Module):
     def drop_conditions(self, codes: torch.Tensor) -> torch.Tensor:
         """Replace all codes of each cell by the null code with probability p_uncond (Ho & Salimans 2022,
         Alg. 1). codes: (B, n_keys) -> (B, n_keys)."""
-        if self.p_uncond == 0:
-            return codes
-        dropped = torch.rand(codes.shape[0], device=codes.device) < self.p_uncond            # (B,)
-        return torch.where(dropped[:, None], torch.full_like(codes, NULL_CONDITION), codes)
+        return drop_conditions(codes, self.p_uncond)
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network regresses: eps, x_0, or v = alpha_t eps - sigma_t x_0 (Salimans & Ho 2022, eq. 16
@@ -119,19 +116,13 @@ class Diffusion(nn.Module):
         affine, so guiding eps, x0 or v gives the same guided eps. guidance_scale None: the conditional
         output, or the unconditional one when codes is None. x: (B, d), t: float or (B,) -> (B, d).
         """
-        if guidance_scale is not None and guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0 (1: conditional, 0: unconditional), got {guidance_scale}.")
         if codes is not None and not self.condition_keys:
             raise ValueError("This model has no condition_keys, so it takes no codes; pass codes=None.")
         t = batch_times(t, x)
-        if guidance_scale is not None and codes is None:
-            raise ValueError("Classifier-free guidance mixes a conditional and an unconditional prediction: it needs "
-                             "a model with condition_keys and the codes to condition on (or guidance_scale=None).")
-        codes = self._null_codes(x) if codes is None else torch.as_tensor(codes, device=x.device).long()
         if guidance_scale is None:
-            return self.network(x, t, codes)
-        unconditional = self.network(x, t, self._null_codes(x))
-        return torch.lerp(unconditional, self.network(x, t, codes), float(guidance_scale))
+            codes = self._null_codes(x) if codes is None else codes
+        codes = None if codes is None else torch.as_tensor(codes, device=x.device).long()
+        return guided(lambda c: self.network(x, t, c), codes, guidance_scale)
 
     def eps_and_x0(self, x: torch.Tensor, t, codes: torch.Tensor | None = None,
                    guidance_scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..schedules import LinearPath, Schedule
 from .base import LossOutput
-from .tensors import batch_codes, module_device
+from .tensors import batch_codes, drop_conditions, guided, module_device
 
 COUPLINGS = ("independent", "ot", "given")
 PAIRED_KEY = "x1"        # where a "given" coupling finds the t = 1 end of each pair when source_key is None
@@ -95,10 +95,15 @@ class FlowMatching(nn.Module):
     """
 
     def __init__(self, network: nn.Module, path: Schedule | None = None, coupling: str = "independent",
-                 condition_keys: Sequence[str] = (), source_key: str | None = None):
+                 condition_keys: Sequence[str] = (), source_key: str | None = None, p_uncond: float = 0.0):
         super().__init__()
         if coupling not in COUPLINGS:
             raise ValueError(f"Unknown coupling {coupling!r}; use one of {COUPLINGS}.")
+        if not 0.0 <= p_uncond <= 1.0:
+            raise ValueError(f"p_uncond is a probability, got {p_uncond}.")
+        if p_uncond > 0 and not condition_keys:
+            raise ValueError("p_uncond > 0 drops conditions, but the model has none; give condition_keys.")
+        self.p_uncond = p_uncond
         self.network = network
         self.path = path if path is not None else LinearPath()
         self.coupling = coupling
@@ -156,22 +161,29 @@ class FlowMatching(nn.Module):
         with the "ot" coupling). ``step`` is unused (no schedule)."""
         x0, x1 = self.pair(batch)
         codes = self.conditions(batch)
+        if codes is not None and self.training:
+            codes = drop_conditions(codes, self.p_uncond)                  # classifier-free guidance's dropout
         t = torch.rand(len(x0), device=x0.device)
         mse = cfm_loss(lambda x, s: self.network(x, s, codes), self.path, x0, x1, t)
         return LossOutput(loss=mse, terms={"mse": mse.detach()})
 
     # -- sampling ------------------------------------------------------------------------------------
-    def velocity(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
-        """v_theta(x, t, c): x (B, d), t (B,) or a scalar -> (B, d), d x_t / dt in the package's time."""
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor | None = None,
+                 guidance_scale: float | None = None) -> torch.Tensor:
+        """v_theta(x, t, c): x (B, d), t (B,) or a scalar -> (B, d), d x_t / dt in the package's time; with
+        guidance_scale w, v_uncond + w (v_cond - v_uncond) (classifier-free guidance of the velocity)."""
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        return self.network(x, t.reshape(-1).expand(len(x)) if t.numel() == 1 else t, codes)
+        t = t.reshape(-1).expand(len(x)) if t.numel() == 1 else t
+        return guided(lambda c: self.network(x, t, c), codes, guidance_scale)
 
     @torch.no_grad()
     def sample(self, n: int, nfe: int = 20, method: str = "euler", codes: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, x1: torch.Tensor | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, x1: torch.Tensor | None = None,
+               guidance_scale: float | None = None) -> torch.Tensor:
         """n points at t = 0, integrated from t = 1 (N(0, I) noise, or the given ``x1``: (n, d)) with
         ``samplers.ode_solve`` ("euler": nfe steps; "heun": nfe // 2 steps; "dopri5": adaptive, nfe ignored).
-        codes: (n, n_keys) long or None. Returns (n, d), in eval mode (the training mode is restored after).
+        codes: (n, n_keys) long or None; guidance_scale: classifier-free guidance (needs p_uncond > 0 in training).
+        Returns (n, d), in eval mode (the training mode is restored after).
         """
         from .. import samplers
 
@@ -180,7 +192,7 @@ class FlowMatching(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return samplers.ode_solve(lambda x, t: self.velocity(x, t, codes), x1, nfe, method=method)
+            return samplers.ode_solve(lambda x, t: self.velocity(x, t, codes, guidance_scale), x1, nfe, method=method)
         finally:
             self.train(was_training)
 

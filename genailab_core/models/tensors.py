@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..nn import NULL_CONDITION
+
 
 def batch_times(t, x: torch.Tensor) -> torch.Tensor:
     """A time given as a float, a () tensor, (batch,) or (batch, 1) -> (batch,) on x's device and dtype."""
@@ -44,3 +46,26 @@ def batch_codes(batch: dict[str, torch.Tensor], keys: Sequence[str]) -> torch.Te
         raise ValueError(f"The batch has no condition {missing}; build it with "
                          f"CountBatches(adata, condition_keys={list(keys)}).")
     return torch.stack([batch[k] for k in keys], dim=-1).long()
+
+
+def drop_conditions(codes: torch.Tensor, p_uncond: float) -> torch.Tensor:
+    """Replace all codes of each cell by the null code with probability p_uncond (classifier-free guidance's
+    training, Ho & Salimans 2022, Alg. 1). codes: (B, n_keys) -> (B, n_keys)."""
+    if p_uncond == 0:
+        return codes
+    dropped = torch.rand(codes.shape[0], device=codes.device) < p_uncond                 # (B,)
+    return torch.where(dropped[:, None], torch.full_like(codes, NULL_CONDITION), codes)
+
+
+def guided(predict, codes: torch.Tensor | None, guidance_scale: float | None) -> torch.Tensor:
+    """Classifier-free guidance of any prediction that is affine in the model's output (noise, clean point,
+    velocity): f_uncond + w (f_cond - f_uncond) (Ho & Salimans 2022, eq. 6, their w + 1 as our w), exactly the
+    conditional output at w = 1 and the unconditional one at w = 0 (torch.lerp). predict: codes -> (B, d)."""
+    if guidance_scale is None:
+        return predict(codes)
+    if guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be >= 0 (1: conditional, 0: unconditional), got {guidance_scale}.")
+    if codes is None:
+        raise ValueError("Classifier-free guidance mixes a conditional and an unconditional prediction: it needs "
+                         "a model with condition keys and the codes to condition on (or guidance_scale=None).")
+    return torch.lerp(predict(torch.full_like(codes, NULL_CONDITION)), predict(codes), float(guidance_scale))
