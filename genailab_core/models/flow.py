@@ -228,6 +228,7 @@ class FlowMatching(nn.Module):
                 raise ValueError(f"This model is conditioned on {list(self.condition_keys)}: pass codes=(n, "
                                  f"{len(self.condition_keys)}) long (-1 for 'unconditional' where trained so).")
             return None
+        codes = torch.as_tensor(codes, device=module_device(self)).long()       # e.g. pandas' int8 category codes
         if codes.dim() != 2 or len(codes) != n:
             raise ValueError(f"codes must be (n={n}, n_keys) long, got {tuple(codes.shape)}.")
         return codes
