@@ -68,15 +68,8 @@ class LatentGenerator(nn.Module):
         if (library <= 0).any():
             raise ValueError("Library sizes must be positive: one total count per generated cell.")
         device = module_device(self.vae)
-        z = self.generator.sample(len(library), codes=codes, **sample_kwargs) if codes is not None else \
-            self.generator.sample(len(library), **sample_kwargs)
+        z = self.generator.sample(len(library), codes=codes, **sample_kwargs)
         z = z.to(device) * self.z_scale + self.z_mean
         counts = self.vae.sample(z=z, library=library.to(device),
-                                 c=None if vae_codes is None else vae_codes.to(device)).cpu()
-        frame = pd.DataFrame(index=[f"generated_{i}" for i in range(len(library))])
-        if obs is not None:
-            frame = obs.reset_index(drop=True).set_index(frame.index)
-        frame["library_size"] = library.numpy().ravel()
-        genes = self.vae.gene_names or [f"gene_{g}" for g in range(self.vae.n_genes)]
-        return ad.AnnData(sp.csr_matrix(counts.numpy()), obs=frame, var=pd.DataFrame(index=genes),
-                          uns={"generated_by": f"LatentGenerator({type(self.generator).__name__})"})
+                                 c=None if vae_codes is None else vae_codes.to(device))
+        return self.vae.as_anndata(counts, library, obs, f"LatentGenerator({type(self.generator).__name__})")

@@ -216,13 +216,19 @@ class VAE(LatentVariableModel):
         library = torch.as_tensor(np.asarray(library, dtype=np.float32)).reshape(-1, 1)
         device = next(self.parameters()).device
         counts = self.sample(len(library), library.to(device), c=None if c is None else c.to(device)).cpu()
+        return self.as_anndata(counts, library, obs, generated_by=f"{type(self).__name__}({self.likelihood})")
+
+    def as_anndata(self, counts: torch.Tensor, library: torch.Tensor, obs: pd.DataFrame | None,
+                   generated_by: str) -> ad.AnnData:
+        """Generated counts (n, genes) as AnnData: float32 CSR ``.X``, ``obs`` (n rows, optional) plus
+        ``library_size`` (library: (n, 1)), genes named as the model's, ``uns["generated_by"]``."""
         frame = pd.DataFrame(index=[f"generated_{i}" for i in range(len(library))])
         if obs is not None:
             frame = obs.reset_index(drop=True).set_index(frame.index)
-        frame["library_size"] = library.numpy().ravel()
+        frame["library_size"] = library.cpu().numpy().ravel()
         genes = self.gene_names or [f"gene_{g}" for g in range(self.n_genes)]
-        return ad.AnnData(sp.csr_matrix(counts.numpy()), obs=frame, var=pd.DataFrame(index=genes),
-                          uns={"generated_by": f"{type(self).__name__}({self.likelihood})"})
+        return ad.AnnData(sp.csr_matrix(counts.cpu().numpy()), obs=frame, var=pd.DataFrame(index=genes),
+                          uns={"generated_by": generated_by})
 
     @torch.no_grad()
     def sample(self, n: int | None = None, library: torch.Tensor | None = None,
