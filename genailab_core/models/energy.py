@@ -21,15 +21,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import LossOutput
+from .tensors import input_gradient
 
 OBJECTIVES = ("cd", "nce")
 
 
 def energy_gradient(energy: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """grad_x E(x) by autograd, also under torch.no_grad(): (B, d) -> (B, d)."""
-    with torch.enable_grad():
-        x_in = x.detach().requires_grad_(True)
-        return torch.autograd.grad(energy(x_in).sum(), x_in)[0]
+    return input_gradient(energy, x)
 
 
 @torch.no_grad()

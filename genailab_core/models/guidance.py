@@ -19,7 +19,7 @@ from ..nn import ConditionalMLP
 from ..schedules import Schedule
 from .base import LossOutput
 from .diffusion import largest_time
-from .tensors import batch_times
+from .tensors import batch_times, input_gradient
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -86,10 +86,7 @@ class NoiseAwareClassifier(nn.Module):
 def classifier_gradient(classifier: NoiseAwareClassifier, x: torch.Tensor, t, y) -> torch.Tensor:
     """grad_x log p_phi(y | x_t, t) by autograd, also under ``torch.no_grad()`` (samplers run there).
     x: (B, d); t: float or (B,); y: an int or (B,) long -> (B, d)."""
-    with torch.enable_grad():
-        x_in = x.detach().requires_grad_(True)
-        log_p = classifier.log_prob(x_in, t, y)                                             # (B,)
-        return torch.autograd.grad(log_p.sum(), x_in)[0]
+    return input_gradient(lambda v: classifier.log_prob(v, t, y), x)
 
 
 def classifier_guided_score(score_fn: Predictor, classifier: NoiseAwareClassifier, y, scale: float) -> Predictor:

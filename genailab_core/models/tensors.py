@@ -69,3 +69,11 @@ def guided(predict, codes: torch.Tensor | None, guidance_scale: float | None) ->
         raise ValueError("Classifier-free guidance mixes a conditional and an unconditional prediction: it needs "
                          "a model with condition keys and the codes to condition on (or guidance_scale=None).")
     return torch.lerp(predict(torch.full_like(codes, NULL_CONDITION)), predict(codes), float(guidance_scale))
+
+
+def input_gradient(fn, x: torch.Tensor) -> torch.Tensor:
+    """grad_x sum_i fn(x)_i by autograd, also under ``torch.no_grad()`` (samplers run there): the gradient of a
+    per-row scalar (an energy, a classifier's log-probability). fn: (B, d) -> (B,); x: (B, d) -> (B, d)."""
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(True)
+        return torch.autograd.grad(fn(x_in).sum(), x_in)[0]
