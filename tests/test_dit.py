@@ -1,4 +1,6 @@
 """models/dit.py: adaLN-Zero blocks and the Diffusion Transformer (Peebles & Xie 2023)."""
+import copy
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -7,7 +9,8 @@ import torch
 import genailab_core as gl
 from genailab_core.models import Diffusion, FlowMatching
 from genailab_core.models.dit import AdaLNZeroBlock, DiT
-from genailab_core.models.tokens import GroupTokens, SetTokens, gene_programs
+from genailab_core.models.ssm import BidirectionalSSM
+from genailab_core.models.tokens import GeneTrackTokens, GroupTokens, SetTokens, StepTokens, gene_programs
 from genailab_core.schedules import VPCosine
 
 
@@ -141,3 +144,54 @@ def test_a_dit_on_set_tokens_is_permutation_equivariant_over_genes_and_one_on_ge
     programs = DiT(10, GroupTokens(np.arange(10) % 5, 16), width=16, n_layers=2, n_heads=2)
     _randomize(programs)
     assert not torch.allclose(programs(x[:, perm], t), programs(x, t)[:, perm], atol=1e-3)
+
+
+def _reorder(x, steps, genes, gene_perm=None, step_perm=None):
+    grid = x.reshape(len(x), steps, genes)
+    if gene_perm is not None:
+        grid = grid[:, :, gene_perm]
+    if step_perm is not None:
+        grid = grid[:, step_perm]
+    return grid.reshape(len(x), steps * genes)
+
+
+def test_gene_track_tokens_give_a_set_transformer_over_genes_and_step_tokens_one_over_time_stamped_days():
+    torch.manual_seed(0)
+    steps, genes, days = 4, 6, torch.tensor([0.0, 2.0, 4.0, 7.0])
+    x, t = torch.randn(3, steps * genes), torch.rand(3)
+    gene_perm, step_perm = torch.randperm(genes), torch.tensor([2, 0, 3, 1])
+    over_genes = DiT(steps * genes, GeneTrackTokens(steps, genes, 16), width=16, n_layers=2, n_heads=2)
+    over_days = DiT(steps * genes, StepTokens(steps, genes, 16, times=days), width=16, n_layers=2, n_heads=2)
+    for net in (over_genes, over_days):
+        _randomize(net)
+    relabelled = copy.deepcopy(over_genes)
+    restamped = copy.deepcopy(over_days)
+    with torch.no_grad():
+        relabelled.tokens.gene_embedding.copy_(over_genes.tokens.gene_embedding[gene_perm])
+        restamped.tokens.position.copy_(over_days.tokens.position[step_perm])
+    torch.testing.assert_close(relabelled(_reorder(x, steps, genes, gene_perm=gene_perm), t),
+                               _reorder(over_genes(x, t), steps, genes, gene_perm=gene_perm), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(restamped(_reorder(x, steps, genes, step_perm=step_perm), t),
+                               _reorder(over_days(x, t), steps, genes, step_perm=step_perm), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(over_days(_reorder(x, steps, genes, step_perm=step_perm), t),   # stamps kept in place
+                              _reorder(over_days(x, t), steps, genes, step_perm=step_perm), atol=1e-3)
+    assert not torch.allclose(over_genes(_reorder(x, steps, genes, step_perm=step_perm), t),
+                              _reorder(over_genes(x, t), steps, genes, step_perm=step_perm), atol=1e-3)
+
+
+def test_a_dit_with_an_ssm_mixer_starts_as_the_identity_and_has_no_attention_maps():
+    torch.manual_seed(0)
+    days = [0.0, 2.0, 4.0, 7.0]
+    net = DiT(4 * 5, StepTokens(4, 5, 8), width=8, n_layers=2, n_heads=2,
+              mixer=lambda width: BidirectionalSSM(width, days, state_size=4))
+    x, t = torch.randn(3, 20), torch.rand(3)
+    torch.testing.assert_close(net(x, t), torch.zeros(3, 20))
+    block, h = net.blocks[0], torch.randn(3, 4, 8)
+    torch.testing.assert_close(block(h, torch.randn(3, 8)), h)
+    assert block.attn is None and isinstance(block.mixer, BidirectionalSSM)
+    _randomize(net)
+    assert net(x, t).abs().max() > 0
+    with pytest.raises(ValueError, match="no attention maps"):
+        net.attention_maps(x, t)
+    with pytest.raises(ValueError, match="one time per step"):
+        StepTokens(4, 5, 8, times=[0.0, 1.0])

@@ -71,3 +71,30 @@ def test_subset_layout_checks(klein):
     assert klein.X.format == "csr" and klein.X.dtype == np.float32
     np.testing.assert_array_equal(klein.obs["library_size"], np.asarray(klein.X.sum(1)).ravel())
     assert klein.obs["time"].dtype == np.float64 and klein.uns["dataset"] == "klein2015"
+
+
+def test_ot_sequences_chain_optimal_assignments_between_consecutive_steps():
+    import ot
+    from genailab_core.data import ot_sequences
+
+    rng = np.random.default_rng(0)
+    steps = [rng.standard_normal((n, 3)) + 2.0 * k for k, n in enumerate([12, 5, 9])]   # step 1 has too few cells
+    seqs = ot_sequences(steps, n_sequences=8, block=8, seed=1)
+    assert seqs.shape == (8, 3, 3)
+    for k, cells in enumerate(steps):                                         # every slot holds cells of its step
+        assert all((np.abs(cells - s).sum(1) < 1e-12).any() for s in seqs[:, k])
+    for k in range(2):                                                         # each link is an optimal plan (POT)
+        a, b = seqs[:, k], seqs[:, k + 1]
+        cost = ((a[:, None] - b[None]) ** 2).sum(-1)
+        optimal = ot.emd2(np.full(8, 1 / 8), np.full(8, 1 / 8), cost)
+        assert np.isclose(np.trace(cost) / 8, optimal)
+        assert np.trace(cost) / 8 < cost.mean()                               # and better than random pairing
+
+
+def test_ot_sequences_refuse_a_single_step_or_mismatched_features():
+    from genailab_core.data import ot_sequences
+
+    with pytest.raises(ValueError, match="two or more"):
+        ot_sequences([np.zeros((4, 2))], 4)
+    with pytest.raises(ValueError, match="same features"):
+        ot_sequences([np.zeros((4, 2)), np.zeros((4, 3))], 4)

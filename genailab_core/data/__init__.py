@@ -37,7 +37,7 @@ from .registry import (
 )
 from .simulate import InteractionMix, simulate_counts, simulate_perturbations, simulate_trajectory
 from .labels import CONTROL, canonical_label, canonical_labels, label_of
-from .timecourse import load_klein2015, load_klein2015_geo
+from .timecourse import load_klein2015, load_klein2015_geo, ot_sequences
 from .splits import (
     CellSplit,
     LeakError,
@@ -62,6 +62,7 @@ __all__ = [
     "label_of",
     "load_klein2015",
     "load_klein2015_geo",
+    "ot_sequences",
     "ChecksumError",
     "CountBatches",
     "DataFile",

@@ -6,10 +6,12 @@ ordered categorical of the sampling day, ``obs["time"]`` the day as a float, ``o
 - :func:`load_klein2015`: the 1,000-cell x 900-gene subset (tmscc), which the book's chapters read;
 - :func:`load_klein2015_geo`: the full data, GEO GSE65525's per-day CSV files (genes x cells, no
   header row, first column the gene symbol).
+
+and :func:`ot_sequences`, sequences of cells through the days built from optimal-transport couplings.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anndata as ad
@@ -94,3 +96,32 @@ def load_klein2015_geo(files: str | Path | Mapping[int, str | Path]) -> ad.AnnDa
     days = np.concatenate([[day] * t.shape[1] for day, t in tables.items()])
     cells = np.concatenate([t.columns for t in tables.values()])
     return _time_course(counts, genes, cells, days, "klein2015_geo")
+
+
+def ot_sequences(by_step: Sequence[np.ndarray], n_sequences: int, block: int = 64, seed: int = 0) -> np.ndarray:
+    """Sequences of cells through snapshot data, by chaining optimal-transport couplings between consecutive steps.
+
+    A time course measures different cells at each step, so no cell has a trajectory. The static-OT assumption
+    (Schiebinger et al. 2019, without growth rates): between consecutive steps, cells move so that the total squared
+    displacement is least. Each round draws ``block`` cells from every step (with replacement only when a step has
+    fewer cells), pairs consecutive blocks by an exact OT assignment (equal sizes and weights make the optimal plan
+    a permutation; Hungarian algorithm), and follows the pairs from the first step to the last.
+
+    by_step: one (n_k, d) array per step, in time order. Returns (n_sequences, L, d).
+    """
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    if len(by_step) < 2 or any(np.ndim(x) != 2 for x in by_step) or len({np.shape(x)[1] for x in by_step}) != 1:
+        raise ValueError("by_step must hold two or more (cells, features) arrays, one per time step in order, with "
+                         f"the same features; got shapes {[np.shape(x) for x in by_step]}.")
+    rng = np.random.default_rng(seed)
+    rounds = []
+    for _ in range(-(-n_sequences // block)):
+        blocks = [x[rng.choice(len(x), block, replace=len(x) < block)] for x in by_step]
+        chain = [blocks[0]]
+        for nxt in blocks[1:]:
+            _, partner = linear_sum_assignment(cdist(chain[-1], nxt, "sqeuclidean"))      # row i -> nxt[partner[i]]
+            chain.append(nxt[partner])
+        rounds.append(np.stack(chain, 1))                                                   # (block, L, d)
+    return np.concatenate(rounds)[:n_sequences]

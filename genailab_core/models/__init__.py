@@ -9,14 +9,15 @@ from .vae import VAE
 from .diffusion import Diffusion
 from .dit import DiT
 from .energy import EnergyModel
-from .tokens import GroupTokens, SetTokens, gene_programs
+from .tokens import GeneTrackTokens, GroupTokens, SetTokens, StepTokens, gene_programs
 from .flow import FlowMatching, ot_pairing, straightness
 from .latent import LatentGenerator
 from .guidance import NoiseAwareClassifier, TimeConditionalClassifier, classifier_guided_eps, classifier_guided_score
 from .score import ScoreModel
-from .ssm import DiagonalSSM
+from .ssm import BidirectionalSSM, DiagonalSSM
 
 __all__ = ["VAE", "LatentVariableModel", "LinearGaussianVAE", "LossOutput", "iwae_bound", "Additive", "CVAEPredictor", "LinearPCA", "NoChange",
            "PerturbationSetEncoder", "TargetVocabulary", "TrainingMean", "heldout_elbo", "marginal_log_likelihood",
            "mean_over_batches", "Diffusion", "DiT", "EnergyModel", "LatentGenerator", "GroupTokens", "SetTokens", "gene_programs", "FlowMatching", "ot_pairing", "straightness", "NoiseAwareClassifier",
-           "TimeConditionalClassifier", "classifier_guided_eps", "classifier_guided_score", "ScoreModel", "DiagonalSSM"]
+           "TimeConditionalClassifier", "classifier_guided_eps", "classifier_guided_score", "ScoreModel", "DiagonalSSM",
+           "BidirectionalSSM", "GeneTrackTokens", "StepTokens"]

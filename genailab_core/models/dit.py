@@ -11,7 +11,7 @@ the network's output is 0 at initialisation (as ``ConditionalMLP``). The network
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -45,14 +45,18 @@ class AdaLNZeroBlock(nn.Module):
     parameters, modulated by (shift, scale) and gated by alpha, all six regressed from the embedding c.
 
     h: (B, T, H), c: (B, C) -> (B, T, H); exactly h at initialisation (the gates start at 0).
+    mixer: another token mixer in place of attention, a module h (B, T, H) -> (B, T, H) (e.g.
+    ``ssm.BidirectionalSSM``: a Mamba-style block keeps this block's norms, MLP and gates and swaps the mixer).
     """
 
-    def __init__(self, width: int, n_heads: int, cond_dim: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    def __init__(self, width: int, n_heads: int, cond_dim: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 mixer: nn.Module | None = None):
         super().__init__()
-        if width % n_heads:
+        if mixer is None and width % n_heads:
             raise ValueError(f"The token width ({width}) must be a multiple of the number of heads ({n_heads}).")
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.attn = nn.MultiheadAttention(width, n_heads, dropout=dropout, batch_first=True)
+        self.attn = nn.MultiheadAttention(width, n_heads, dropout=dropout, batch_first=True) if mixer is None else None
+        self.mixer = mixer
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
@@ -65,10 +69,13 @@ class AdaLNZeroBlock(nn.Module):
     def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=-1)     # each (B, H)
         x = modulate(self.norm1(h), shift1, scale1)
-        attended, weights = self.attn(x, x, x, need_weights=self.keep_attention, average_attn_weights=True)
-        if self.keep_attention:
-            self.last_attention = weights.detach()
-        h = h + gate1[:, None, :] * attended
+        if self.mixer is not None:
+            mixed = self.mixer(x)
+        else:
+            mixed, weights = self.attn(x, x, x, need_weights=self.keep_attention, average_attn_weights=True)
+            if self.keep_attention:
+                self.last_attention = weights.detach()
+        h = h + gate1[:, None, :] * mixed
         return h + gate2[:, None, :] * self.mlp(modulate(self.norm2(h), shift2, scale2))
 
 
@@ -80,11 +87,13 @@ class DiT(nn.Module):
     tokens: a tokenizer of ``models.tokens`` (``GroupTokens``, ``SetTokens``) whose width is the DiT's, or an
     int n_tokens for n_in / n_tokens contiguous chunks (``GroupTokens.chunks``). n_categories: the number of
     labels of each condition key (each with a null token -1 for classifier-free guidance), or None.
+    mixer: None for self-attention, or a factory width -> token mixer (one per block; chapter 13 passes
+    ``lambda w: BidirectionalSSM(w, days)`` for a state-space backbone along a real sequence axis).
     """
 
     def __init__(self, n_in: int, tokens: int | nn.Module, width: int = 128, n_layers: int = 4, n_heads: int = 4,
                  mlp_ratio: float = 4.0, n_categories: Sequence[int] | None = None, dropout: float = 0.0,
-                 time_embedding: str = "sinusoidal"):
+                 time_embedding: str = "sinusoidal", mixer: Callable[[int], nn.Module] | None = None):
         super().__init__()
         self.tokens = GroupTokens.chunks(n_in, tokens, width) if isinstance(tokens, int) else tokens
         if self.tokens.n_in != n_in or self.tokens.width != width:
@@ -93,7 +102,8 @@ class DiT(nn.Module):
         self.n_in, self.n_tokens = n_in, self.tokens.n_tokens
         self.time = TimeEmbedding(width, time_embedding)
         self.labels = LabelEmbedding(n_categories, width) if n_categories else None
-        self.blocks = nn.ModuleList([AdaLNZeroBlock(width, n_heads, width, mlp_ratio, dropout)
+        self.blocks = nn.ModuleList([AdaLNZeroBlock(width, n_heads, width, mlp_ratio, dropout,
+                                                    None if mixer is None else mixer(width))
                                      for _ in range(n_layers)])
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
@@ -121,6 +131,8 @@ class DiT(nn.Module):
 
     def attention_maps(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         """Each block's attention weights, averaged over heads: (n_layers, B, T, T); rows sum to 1."""
+        if any(block.attn is None for block in self.blocks):
+            raise ValueError("This network mixes its tokens with another mixer than attention; it has no attention maps.")
         for block in self.blocks:
             block.keep_attention = True
         try:

@@ -7,15 +7,20 @@ Continuous time, one state of size N per channel d, A diagonal, real and negativ
 Sampled at times t_0 < t_1 < ... (days of a time course, pseudotime bins; irregular gaps allowed), with A
 discretized exactly (zero-order hold) and B by Euler, as Mamba does (Gu & Dao 2023):
 
-    h_k = exp(A dt_k) h_{k-1} + dt_k B u_k,      y_k = C h_k + D u_k,      dt_k = t_k - t_{k-1}.
+    h_k = exp(A dt_k) h_{k-1} + dt_k B u_k,      y_k = C h_k + D u_k,      dt_k = s (t_k - t_{k-1}),
 
-Unrolled, y_k = sum_{j <= k} C exp(A (t_k - t_j)) B dt_j u_j + D u_k: a causal kernel in the elapsed time, so
+with s = exp(log_dt) a learned time scale per channel (S4D's step size Delta, initialised log-uniform in
+[dt_min, dt_max] = [0.001, 0.1], Gu et al. 2022, section 4): the times may come in any unit (days), and the channels
+start with memories from much shorter to much longer than the sequence.
+Unrolled, y_k = sum_{j <= k} C exp(A (t_k - t_j) s) B dt_j u_j + D u_k: a causal kernel in the elapsed time, so
 the whole sequence is computed at once (``forward``, a masked (L, L) kernel per channel: the "quadratic" form
 of Dao & Gu 2024), and ``recurrence`` runs the steps one by one (the test checks they agree to 1e-5).
 
 An SSM needs an order. Genes have none, so the layer takes the times explicitly and refuses unordered ones.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -46,13 +51,16 @@ class DiagonalSSM(nn.Module):
     """S4D-style diagonal SSM layer: u (B, L, D) at times (L,) -> y (B, L, D).
 
     A = -exp(log_a), initialised to -(1, 2, ..., N) per channel (S4D-Real, Gu et al. 2022, section 4);
-    B = 1 and C ~ N(0, 1/N) per channel and state; D a per-channel skip connection.
+    B = 1 and C ~ N(0, 1/N) per channel and state; D a per-channel skip connection; the time scale
+    s = exp(log_dt) per channel, log-uniform in [dt_min, dt_max] at initialisation.
     """
 
-    def __init__(self, channels: int, state_size: int = 16):
+    def __init__(self, channels: int, state_size: int = 16, dt_min: float = 1e-3, dt_max: float = 1e-1):
         super().__init__()
         n = torch.arange(1, state_size + 1, dtype=torch.float32)
         self.log_a = nn.Parameter(torch.log(n).repeat(channels, 1))                  # (D, N): A = -n
+        log_range = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_range)                                          # (D,)
         self.b = nn.Parameter(torch.ones(channels, state_size))
         self.c = nn.Parameter(torch.randn(channels, state_size) / state_size ** 0.5)
         self.d = nn.Parameter(torch.ones(channels))
@@ -64,11 +72,11 @@ class DiagonalSSM(nn.Module):
         return check_times(times, u.shape[1]).to(u.device)
 
     def kernel(self, times: torch.Tensor) -> torch.Tensor:
-        """K[k, j, d] = sum_n C exp(A (t_k - t_j)) B dt_j for j <= k, else 0: (L, L, D)."""
-        a = -torch.exp(self.log_a)                                                     # (D, N)
+        """K[k, j, d] = sum_n C exp(A s (t_k - t_j)) B s dt_j for j <= k, else 0: (L, L, D)."""
+        a, scale = -torch.exp(self.log_a), torch.exp(self.log_dt)                      # (D, N), (D,)
         elapsed = (times[:, None] - times[None, :]).clamp_min(0.0)                      # (L, L)
-        decay = torch.exp(elapsed[:, :, None, None] * a)                                # (L, L, D, N)
-        k = (decay * (self.c * self.b)).sum(-1) * time_steps(times)[None, :, None]      # (L, L, D)
+        decay = torch.exp(elapsed[:, :, None, None] * (a * scale[:, None]))             # (L, L, D, N)
+        k = (decay * (self.c * self.b)).sum(-1) * (time_steps(times)[:, None] * scale)  # (L, L, D)
         causal = torch.tril(torch.ones(len(times), len(times), device=times.device, dtype=torch.bool))
         return k * causal[:, :, None]
 
@@ -79,10 +87,36 @@ class DiagonalSSM(nn.Module):
     def recurrence(self, u: torch.Tensor, times) -> torch.Tensor:
         """The same map, one step at a time: h_k = exp(A dt_k) h_{k-1} + dt_k B u_k. (B, L, D) -> (B, L, D)."""
         times = self._check(u, times)
-        a, dt = -torch.exp(self.log_a), time_steps(times)
+        a, scale = -torch.exp(self.log_a), torch.exp(self.log_dt)[:, None]            # (D, N), (D, 1)
+        dt = time_steps(times)
         h = u.new_zeros(u.shape[0], self.channels, self.state_size)                     # (B, D, N)
         ys = []
         for k in range(u.shape[1]):
-            h = torch.exp(a * dt[k]) * h + dt[k] * self.b * u[:, k, :, None]
+            h = torch.exp(a * scale * dt[k]) * h + dt[k] * scale * self.b * u[:, k, :, None]
             ys.append((self.c * h).sum(-1) + self.d * u[:, k])
         return torch.stack(ys, 1)
+
+
+class BidirectionalSSM(nn.Module):
+    """A token mixer along a fixed, real sequence axis: a forward and a backward ``DiagonalSSM`` summed, as
+    bidirectional Mamba blocks do (Vision Mamba, Zhu et al. 2024; Caduceus, Schiff et al. 2024).
+
+    A causal SSM lets position k read only positions <= k. A denoiser must see the whole sequence (the noisy
+    day 7 says something about day 0), so a second SSM runs on the reversed sequence, whose times -t_L < ... < -t_1
+    are again increasing. times: (L,) strictly increasing, fixed at construction (the sampling days).
+    h: (B, L, D) -> (B, L, D): the call a ``dit.AdaLNZeroBlock`` makes of its mixer.
+    """
+
+    def __init__(self, channels: int, times, state_size: int = 16):
+        super().__init__()
+        times = torch.as_tensor(times, dtype=torch.float32)
+        self.register_buffer("times", check_times(times, len(times)))
+        self.forward_ssm = DiagonalSSM(channels, state_size)
+        self.backward_ssm = DiagonalSSM(channels, state_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if h.dim() != 3 or h.shape[1] != len(self.times):
+            raise ValueError(f"Expected h of shape (batch, {len(self.times)} sequence positions, channels), "
+                             f"got {tuple(h.shape)}: this mixer was built for the times {self.times.tolist()}.")
+        backward_times = -self.times.flip(0)
+        return self.forward_ssm(h, self.times) + self.backward_ssm(h.flip(1), backward_times).flip(1)

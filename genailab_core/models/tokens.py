@@ -8,6 +8,8 @@ A tokenizer maps x (batch, n_in) to tokens (batch, n_tokens, width) and back (``
   programs, genes clustered by their correlation on training cells (``gene_programs``), are both partitions.
 - ``SetTokens``: one token per gene, the gene's learned embedding scaled by its value, with no position: a set.
   Its readout is shared by all genes, so a transformer on set tokens is permutation-equivariant over genes.
+- For a trajectory (L steps x G genes, chapter 13): ``GeneTrackTokens``, one token per gene holding its track
+  over the steps (a set of genes), and ``StepTokens``, one token per step (a sequence, for attention or an SSM).
 
 Readouts start at zero, so a DiT built on them outputs 0 at initialisation (adaLN-Zero, Peebles & Xie 2023).
 """
@@ -18,6 +20,8 @@ import math
 import numpy as np
 import torch
 from torch import nn
+
+from ..nn import sinusoidal_embedding
 
 
 class GroupTokens(nn.Module):
@@ -109,3 +113,59 @@ def gene_programs(expression: np.ndarray, n_programs: int) -> np.ndarray:
     r = np.nan_to_num(np.corrcoef(expression.T))                      # constant genes: correlation 0
     clustering = AgglomerativeClustering(n_clusters=n_programs, metric="precomputed", linkage="average")
     return clustering.fit_predict(1.0 - np.abs(r))
+
+
+class GeneTrackTokens(nn.Module):
+    """Tokens of a trajectory x (L steps x G genes, flattened step-major to L*G), one per gene: the gene's track
+    over the L steps, h_g = W x[:, :, g] + e_g, with W shared by all genes and e_g a learned gene embedding (the
+    gene's identity, as scGPT adds gene and value embeddings; Cui et al. 2024), and no position. A transformer on
+    these tokens is a set transformer over genes (Lee et al. 2019): reordering the genes with their embeddings
+    reorders its output. readout: out[:, :, g] = V h_g + c, shared by all genes, zero at initialisation.
+
+    x: (B, L*G) -> (B, G, width); readout: (B, G, width) -> (B, L*G).
+    """
+
+    def __init__(self, n_steps: int, n_genes: int, width: int):
+        super().__init__()
+        self.n_steps, self.n_genes = n_steps, n_genes
+        self.n_in, self.n_tokens, self.width = n_steps * n_genes, n_genes, width
+        self.gene_embedding = nn.Parameter(torch.randn(n_genes, width) / math.sqrt(width))
+        self.value = nn.Linear(n_steps, width)
+        self.out = nn.Linear(width, n_steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tracks = x.reshape(len(x), self.n_steps, self.n_genes).transpose(1, 2)          # (B, G, L)
+        return self.value(tracks) + self.gene_embedding                                 # (B, G, width)
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(h).transpose(1, 2).reshape(len(h), self.n_in)                   # (B, L*G)
+
+
+class StepTokens(nn.Module):
+    """Tokens of a trajectory x (L steps x G genes, flattened step-major), one per step: h_l = W x[:, l, :] + b,
+    plus, when ``times`` are given, fixed sinusoidal features of the step's real time (a transformer's positional
+    encoding, Vaswani et al. 2017, at the sampling days rather than at 0, 1, 2, ...). An SSM mixer takes the times
+    in its kernel instead and needs none. readout: x[:, l, :] = V h_l + c, zero at initialisation.
+
+    x: (B, L*G) -> (B, L, width); readout: (B, L, width) -> (B, L*G).
+    """
+
+    def __init__(self, n_steps: int, n_genes: int, width: int, times=None):
+        super().__init__()
+        self.n_steps, self.n_genes = n_steps, n_genes
+        self.n_in, self.n_tokens, self.width = n_steps * n_genes, n_steps, width
+        self.value = nn.Linear(n_genes, width)
+        self.out = nn.Linear(width, n_genes)
+        position = torch.zeros(n_steps, width)
+        if times is not None:
+            times = torch.as_tensor(times, dtype=torch.float32)
+            if times.shape != (n_steps,):
+                raise ValueError(f"times must hold one time per step ({n_steps}), got shape {tuple(times.shape)}.")
+            position = sinusoidal_embedding(times, width)                                # (L, width)
+        self.register_buffer("position", position)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value(x.reshape(len(x), self.n_steps, self.n_genes)) + self.position
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(h).reshape(len(h), self.n_in)
