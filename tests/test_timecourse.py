@@ -73,28 +73,40 @@ def test_subset_layout_checks(klein):
     assert klein.obs["time"].dtype == np.float64 and klein.uns["dataset"] == "klein2015"
 
 
-def test_ot_sequences_chain_optimal_assignments_between_consecutive_steps():
-    import ot
+def test_ot_sequences_of_equal_snapshots_follow_the_optimal_assignment():
+    import scipy.optimize
     from genailab_core.data import ot_sequences
 
     rng = np.random.default_rng(0)
-    steps = [rng.standard_normal((n, 3)) + 2.0 * k for k, n in enumerate([12, 5, 9])]   # step 1 has too few cells
-    seqs = ot_sequences(steps, n_sequences=8, block=8, seed=1)
-    assert seqs.shape == (8, 3, 3)
-    for k, cells in enumerate(steps):                                         # every slot holds cells of its step
-        assert all((np.abs(cells - s).sum(1) < 1e-12).any() for s in seqs[:, k])
-    for k in range(2):                                                         # each link is an optimal plan (POT)
-        a, b = seqs[:, k], seqs[:, k + 1]
-        cost = ((a[:, None] - b[None]) ** 2).sum(-1)
-        optimal = ot.emd2(np.full(8, 1 / 8), np.full(8, 1 / 8), cost)
-        assert np.isclose(np.trace(cost) / 8, optimal)
-        assert np.trace(cost) / 8 < cost.mean()                               # and better than random pairing
+    features = rng.standard_normal((60, 2))
+    times = np.repeat([7.0, 0.0, 2.0], 20)                                    # labels in any order
+    index, labels = ot_sequences(features, times, 200, seed=0)
+    assert labels.tolist() == [0.0, 2.0, 7.0] and index.shape == (200, 3)
+    groups = [np.flatnonzero(times == t) for t in (0.0, 2.0, 7.0)]
+    for k in range(2):
+        source, target = groups[k], groups[k + 1]
+        cost = ((features[source][:, None] - features[target][None]) ** 2).sum(-1)
+        rows, cols = scipy.optimize.linear_sum_assignment(cost)              # the exact OT map for equal sizes
+        partner = dict(zip(source[rows], target[cols]))
+        assert all(partner[i] == j for i, j in index[:, k:k + 2].tolist())
 
 
-def test_ot_sequences_refuse_a_single_step_or_mismatched_features():
+def test_ot_sequences_keep_every_snapshot_uniform_and_step_only_on_the_plan():
+    import ot
+    import scipy.stats
     from genailab_core.data import ot_sequences
 
-    with pytest.raises(ValueError, match="two or more"):
-        ot_sequences([np.zeros((4, 2))], 4)
-    with pytest.raises(ValueError, match="same features"):
-        ot_sequences([np.zeros((4, 2)), np.zeros((4, 3))], 4)
+    rng = np.random.default_rng(1)
+    features = np.concatenate([rng.standard_normal((30, 3)), rng.standard_normal((10, 3)) + 2.0])
+    times = np.array([0.0] * 30 + [4.0] * 10)
+    index, _ = ot_sequences(features, times, 20_000, seed=1)
+    assert set(index[:, 0].tolist()) <= set(range(30)) and set(index[:, 1].tolist()) <= set(range(30, 40))
+    assert scipy.stats.chisquare(np.bincount(index[:, 0], minlength=30)).pvalue > 1e-3
+    assert scipy.stats.chisquare(np.bincount(index[:, 1] - 30, minlength=10)).pvalue > 1e-3   # uniform on day 4
+    cost = ((features[:30][:, None] - features[30:][None]) ** 2).sum(-1)
+    support = ot.emd(ot.unif(30), ot.unif(10), cost) > 0
+    assert support[index[:, 0], index[:, 1] - 30].all()
+    with pytest.raises(ValueError, match=">= 2 distinct times"):
+        ot_sequences(features, np.zeros(40), 10)
+    with pytest.raises(ValueError, match="one time label per cell"):
+        ot_sequences(features, np.zeros(39), 10)

@@ -38,6 +38,7 @@ from .registry import (
 from .simulate import InteractionMix, simulate_counts, simulate_perturbations, simulate_trajectory
 from .labels import CONTROL, canonical_label, canonical_labels, label_of
 from .timecourse import load_klein2015, load_klein2015_geo, ot_sequences
+from .views import binomial_thin, log_normalized, mask_programs
 from .splits import (
     CellSplit,
     LeakError,
@@ -63,6 +64,9 @@ __all__ = [
     "load_klein2015",
     "load_klein2015_geo",
     "ot_sequences",
+    "binomial_thin",
+    "log_normalized",
+    "mask_programs",
     "ChecksumError",
     "CountBatches",
     "DataFile",

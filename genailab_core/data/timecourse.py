@@ -11,7 +11,7 @@ and :func:`ot_sequences`, sequences of cells through the days built from optimal
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import anndata as ad
@@ -98,30 +98,39 @@ def load_klein2015_geo(files: str | Path | Mapping[int, str | Path]) -> ad.AnnDa
     return _time_course(counts, genes, cells, days, "klein2015_geo")
 
 
-def ot_sequences(by_step: Sequence[np.ndarray], n_sequences: int, block: int = 64, seed: int = 0) -> np.ndarray:
-    """Sequences of cells through snapshot data, by chaining optimal-transport couplings between consecutive steps.
+def ot_sequences(features, times, n_sequences: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Training sequences from snapshots: chains of cells linked by OT couplings between consecutive times.
 
-    A time course measures different cells at each step, so no cell has a trajectory. The static-OT assumption
-    (Schiebinger et al. 2019, without growth rates): between consecutive steps, cells move so that the total squared
-    displacement is least. Each round draws ``block`` cells from every step (with replacement only when a step has
-    fewer cells), pairs consecutive blocks by an exact OT assignment (equal sizes and weights make the optimal plan
-    a permutation; Hungarian algorithm), and follows the pairs from the first step to the last.
+    A time course measures different cells at each time, so no cell has a trajectory. A sequence here is a draw
+    from the Markov chain whose step from time t_k to t_{k+1} follows the exact OT plan P_k between the two
+    snapshots (uniform weights, squared Euclidean cost on ``features``, e.g. z-scored genes or PCs): the coupling
+    of Waddington-OT (Schiebinger et al. 2019) without its entropy and growth terms, i.e. cells move so that the
+    total squared displacement is least. Start at a uniform cell of t_0, then j ~ P_k[i, :] / P_k[i, :].sum().
+    P_k's column sums are uniform, so position k of the chains is uniform over the cells of t_k: every snapshot
+    is used as is. What it cannot know: cells that divide or die, and cells that swap states between samplings.
 
-    by_step: one (n_k, d) array per step, in time order. Returns (n_sequences, L, d).
+    features: (cells, d); times: (cells,) a time label per cell (any order, >= 2 distinct values).
+    Returns cell indices (n_sequences, L) into ``features`` and the sorted time labels (L,).
     """
-    from scipy.optimize import linear_sum_assignment
+    import ot
     from scipy.spatial.distance import cdist
 
-    if len(by_step) < 2 or any(np.ndim(x) != 2 for x in by_step) or len({np.shape(x)[1] for x in by_step}) != 1:
-        raise ValueError("by_step must hold two or more (cells, features) arrays, one per time step in order, with "
-                         f"the same features; got shapes {[np.shape(x) for x in by_step]}.")
+    features, times = np.asarray(features, dtype=np.float64), np.asarray(times, dtype=np.float64)
+    if features.ndim != 2 or times.shape != (len(features),):
+        raise ValueError(f"Expected features (cells, d) and one time label per cell, got {features.shape} and "
+                         f"{times.shape}.")
+    labels = np.unique(times)                                                   # sorted
+    if len(labels) < 2 or n_sequences < 1:
+        raise ValueError(f"OT sequences need cells at >= 2 distinct times and n_sequences >= 1, got times "
+                         f"{labels.tolist()} and n_sequences={n_sequences}.")
     rng = np.random.default_rng(seed)
-    rounds = []
-    for _ in range(-(-n_sequences // block)):
-        blocks = [x[rng.choice(len(x), block, replace=len(x) < block)] for x in by_step]
-        chain = [blocks[0]]
-        for nxt in blocks[1:]:
-            _, partner = linear_sum_assignment(cdist(chain[-1], nxt, "sqeuclidean"))      # row i -> nxt[partner[i]]
-            chain.append(nxt[partner])
-        rounds.append(np.stack(chain, 1))                                                   # (block, L, d)
-    return np.concatenate(rounds)[:n_sequences]
+    cells = [np.flatnonzero(times == t) for t in labels]
+    position = rng.integers(len(cells[0]), size=n_sequences)                    # index within t_0's cells
+    chain = [cells[0][position]]
+    for k in range(len(labels) - 1):
+        a, b = features[cells[k]], features[cells[k + 1]]
+        plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), cdist(a, b, "sqeuclidean"))      # (n_k, n_k+1)
+        rows = plan[position] / plan[position].sum(1, keepdims=True)
+        position = (rows.cumsum(1) > rng.random((n_sequences, 1))).argmax(1)    # j ~ P_k[i, :] / P_k[i, :].sum()
+        chain.append(cells[k + 1][position])
+    return np.stack(chain, 1), labels

@@ -16,10 +16,13 @@ from .distribution import (classifier_auc, compare_to_real, energy_distance, gen
                            knn_precision_recall, mmd_rbf, pca_of_real, real_data_floor, wasserstein)
 from .perturbation import (direction_accuracy, discrimination_rank, l2_distance, mse_normalized, pearson_delta,
                            synergy_detection, synergy_score, top_expressed_genes)
+from .embedding import (effective_rank, majority_accuracy, per_dimension_std, probe_accuracy,
+                        relative_view_distance, singular_values)
 from .structure import active_units, knn_accuracy, knn_confusion, silhouette
 
 __all__ = ["active_units", "calibration_summary", "classifier_auc", "compare_to_real", "energy_distance",
            "gene_moment_errors", "knn_precision_recall", "mmd_rbf", "pca_of_real", "real_data_floor", "wasserstein", "dci", "direction_accuracy", "discrimination_rank",
            "gene_calibration", "knn_accuracy", "knn_confusion", "l2_distance", "mean_expression_r2", "mig",
            "mse_normalized", "pearson_delta", "silhouette", "synergy_detection", "synergy_score",
-           "top_de_genes", "top_expressed_genes"]
+           "top_de_genes", "top_expressed_genes", "effective_rank", "majority_accuracy", "per_dimension_std",
+           "probe_accuracy", "relative_view_distance", "singular_values"]
