@@ -50,7 +50,7 @@ def test_an_unordered_input_is_refused():
     ssm = DiagonalSSM(2, 4)
     with pytest.raises(ValueError, match="strictly increasing"):
         ssm(torch.randn(1, 3, 2), torch.tensor([0.0, 2.0, 1.0]))
-    with pytest.raises(ValueError, match="one time per sequence position"):
+    with pytest.raises(ValueError, match="one time label per sequence position"):
         ssm(torch.randn(1, 3, 2), torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"shape \(batch, length, 2\)"):
         ssm(torch.randn(3, 2), torch.tensor([0.0, 1.0, 2.0]))

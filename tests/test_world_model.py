@@ -233,7 +233,7 @@ def test_time_labels_that_are_not_ordered_are_refused():
         check_time_labels([0.0, 4.0, 2.0, 7.0])
     with pytest.raises(ValueError, match="strictly increasing"):
         check_time_labels([0.0, 2.0, 2.0])
-    with pytest.raises(ValueError, match="one label per sequence position"):
+    with pytest.raises(ValueError, match="one time label per sequence position"):
         check_time_labels([0.0, 2.0], length=3)
     with pytest.raises(ValueError, match="strictly increasing"):
         time_step_actions([0.0, 4.0, 2.0], [(0, 2), (2, 4), (4, 2)])

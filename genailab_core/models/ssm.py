@@ -25,18 +25,14 @@ import math
 import torch
 from torch import nn
 
+from .tensors import increasing_times
+
 
 def check_times(times: torch.Tensor, length: int) -> torch.Tensor:
     """times: (L,) strictly increasing, one per sequence position; returns them as a float tensor."""
-    times = torch.as_tensor(times, dtype=torch.float32)
-    if times.dim() != 1 or len(times) != length:
-        raise ValueError(f"times must be a 1-D tensor with one time per sequence position ({length}), "
-                         f"got shape {tuple(times.shape)}.")
-    if length > 1 and not bool((times[1:] > times[:-1]).all()):
-        raise ValueError("An SSM runs along a real sequence axis: its times must be strictly increasing (days of a "
-                         "time course, pseudotime bins). Sort the inputs by time first; an arbitrary order, such as "
-                         "the order of genes, is not a sequence.")
-    return times
+    return increasing_times(times, length, "An SSM runs along a real sequence axis (days of a time course, "
+                                           "pseudotime bins); an arbitrary order, such as the order of genes, is not "
+                                           "a sequence")
 
 
 def time_steps(times: torch.Tensor) -> torch.Tensor:

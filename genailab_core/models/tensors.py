@@ -77,3 +77,19 @@ def input_gradient(fn, x: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(True)
         return torch.autograd.grad(fn(x_in).sum(), x_in)[0]
+
+
+def increasing_times(times, length: int | None, fix: str) -> torch.Tensor:
+    """times: (L,) strictly increasing labels of a sequence's positions (days, pseudotime bins) -> float tensor.
+
+    length: the number of positions they must label (None: any). fix: what the caller's user should do, said
+    after the error (an SSM and a world model step forward in time for different reasons).
+    """
+    times = torch.as_tensor(times, dtype=torch.float32)
+    if times.dim() != 1 or (length is not None and len(times) != length):
+        raise ValueError(f"times must be a 1-D tensor with one time label per sequence position "
+                         f"({length if length is not None else 'L'}), got shape {tuple(times.shape)}.")
+    if len(times) > 1 and not bool((times[1:] > times[:-1]).all()):
+        raise ValueError(f"{fix}: times must be strictly increasing, got {times.tolist()}. Sort the inputs by time "
+                         "(e.g. days 0, 2, 4, 7) and drop repeated labels.")
+    return times

@@ -30,6 +30,7 @@ from torch.distributions import Distribution, Normal
 from ..distributions import NegativeBinomial
 from ..nn import MLP
 from .base import LossOutput
+from .tensors import increasing_times
 
 LIKELIHOODS = ("gaussian", "nb")
 THETA_MIN, THETA_MAX = 1e-4, 1e6
@@ -66,15 +67,7 @@ def balanced_kl(q: Normal, p: Normal, free_nats: float = 1.0) -> tuple[torch.Ten
 # -- time labels and actions --------------------------------------------------------------------------------
 def check_time_labels(times, length: int | None = None) -> torch.Tensor:
     """times: (L,) strictly increasing time labels (days, pseudotime bins); returns them as a float tensor."""
-    times = torch.as_tensor(times, dtype=torch.float32)
-    if times.dim() != 1 or (length is not None and len(times) != length):
-        raise ValueError(f"Time labels must be a 1-D tensor with one label per sequence position "
-                         f"({length if length is not None else 'L'}), got shape {tuple(times.shape)}.")
-    if len(times) > 1 and not bool((times[1:] > times[:-1]).all()):
-        raise ValueError(f"Time labels must be strictly increasing along a sequence, got {times.tolist()}. A world "
-                         "model steps forward in time: sort the snapshots by time (e.g. days 0, 2, 4, 7) and drop "
-                         "repeated labels before building sequences.")
-    return times
+    return increasing_times(times, length, "A world model steps forward in time")
 
 
 def time_step_actions(times, steps: Sequence[tuple[float, float]]) -> torch.Tensor:
