@@ -72,8 +72,9 @@ def test_the_bidirectional_mixer_is_a_forward_and_a_time_reversed_recurrence():
     times = torch.tensor([0.0, 2.0, 4.0, 7.0])
     mixer = BidirectionalSSM(3, times, state_size=5)
     h = torch.randn(2, 4, 3)
-    backward = mixer.backward_ssm.recurrence(h.flip(1), -times.flip(0)).flip(1)
-    torch.testing.assert_close(mixer(h), mixer.forward_ssm.recurrence(h, times) + backward, atol=1e-5, rtol=1e-5)
+    steps = times / 2.0                                        # in units of the median gap (2 days)
+    backward = mixer.backward_ssm.recurrence(h.flip(1), -steps.flip(0)).flip(1)
+    torch.testing.assert_close(mixer(h), mixer.forward_ssm.recurrence(h, steps) + backward, atol=1e-5, rtol=1e-5)
     changed = h.clone()
     changed[:, -1] += 5.0                                     # the last day changes the first day's output
     assert not torch.allclose(mixer(changed)[:, 0], mixer(h)[:, 0])

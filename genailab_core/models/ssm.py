@@ -100,19 +100,25 @@ class BidirectionalSSM(nn.Module):
     A causal SSM lets position k read only positions <= k. A denoiser must see the whole sequence (the noisy
     day 7 says something about day 0), so a second SSM runs on the reversed sequence, whose times -t_L < ... < -t_1
     are again increasing. times: (L,) strictly increasing, fixed at construction (the sampling days).
-    h: (B, L, D) -> (B, L, D): the call a ``dit.AdaLNZeroBlock`` makes of its mixer.
+
+    Time unit: S4D's step range [0.001, 0.1] is meant for thousands of unit steps. A time course has a handful, so
+    the times are measured in units of their median gap and the time scales start log-uniform in [dt_min, dt_max] =
+    [0.01, 1]: with A = -(1..N) the slowest states then remember the whole sequence and the fastest forget within a
+    step. h: (B, L, D) -> (B, L, D): the call a ``dit.AdaLNZeroBlock`` makes of its mixer.
     """
 
-    def __init__(self, channels: int, times, state_size: int = 16):
+    def __init__(self, channels: int, times, state_size: int = 16, dt_min: float = 1e-2, dt_max: float = 1.0):
         super().__init__()
         times = torch.as_tensor(times, dtype=torch.float32)
         self.register_buffer("times", check_times(times, len(times)))
-        self.forward_ssm = DiagonalSSM(channels, state_size)
-        self.backward_ssm = DiagonalSSM(channels, state_size)
+        gap = float((times[1:] - times[:-1]).median()) if len(times) > 1 else 1.0
+        self.register_buffer("steps", (times - times[0]) / gap)                 # (L,) in units of the median gap
+        self.forward_ssm = DiagonalSSM(channels, state_size, dt_min, dt_max)
+        self.backward_ssm = DiagonalSSM(channels, state_size, dt_min, dt_max)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if h.dim() != 3 or h.shape[1] != len(self.times):
             raise ValueError(f"Expected h of shape (batch, {len(self.times)} sequence positions, channels), "
                              f"got {tuple(h.shape)}: this mixer was built for the times {self.times.tolist()}.")
-        backward_times = -self.times.flip(0)
-        return self.forward_ssm(h, self.times) + self.backward_ssm(h.flip(1), backward_times).flip(1)
+        backward_steps = -self.steps.flip(0)
+        return self.forward_ssm(h, self.steps) + self.backward_ssm(h.flip(1), backward_steps).flip(1)
