@@ -11,14 +11,25 @@ wrap them so a loss reads ``-px.log_prob(x).sum(-1)``.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch.distributions import Distribution, Gamma, Poisson, constraints
 
-__all__ = ["NegativeBinomial", "ZeroInflatedNegativeBinomial", "Poisson", "log_nb", "log_zinb"]
+__all__ = ["NegativeBinomial", "ZeroInflatedNegativeBinomial", "Poisson", "THETA_MAX", "THETA_MIN", "bounded_theta", "log_nb",
+           "log_zinb"]
 
 
 LARGE_THETA = 10.0   # above it, lgamma(x + theta) - lgamma(theta) is taken from Stirling's series
+
+
+THETA_MIN, THETA_MAX = 1e-4, 1e6   # inverse dispersion bounds: beyond 1e6 a gene is Poisson to float precision
+
+
+def bounded_theta(log_theta: torch.Tensor) -> torch.Tensor:
+    """theta = exp(log_theta) kept in [THETA_MIN, THETA_MAX], the NB inverse dispersion a model learns per gene."""
+    return log_theta.clamp(math.log(THETA_MIN), math.log(THETA_MAX)).exp()
 
 
 def log_nb(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

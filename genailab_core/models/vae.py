@@ -14,7 +14,6 @@ reparameterization z = mu(x) + sigma(x) * eps (Kingma & Welling 2014, eq. 10). T
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import anndata as ad
@@ -26,12 +25,11 @@ from torch import nn
 from torch.distributions import Distribution, Normal, Poisson
 
 from ..data.preprocess import check_counts, check_genes
-from ..distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
+from ..distributions import NegativeBinomial, ZeroInflatedNegativeBinomial, bounded_theta
 from ..nn import ConditionEmbedding, CountDecoder, GaussianDecoder, GaussianEncoder
 from .base import LatentVariableModel, iwae_bound
 
 LIKELIHOODS = ("nb", "zinb", "poisson", "gaussian")
-THETA_MIN, THETA_MAX = 1e-4, 1e6
 
 __all__ = ["LIKELIHOODS", "VAE", "iwae_bound"]
 
@@ -126,7 +124,7 @@ class VAE(LatentVariableModel):
     @property
     def theta(self) -> torch.Tensor:
         """Per-gene inverse dispersion theta_g = exp(log_theta_g), kept in [THETA_MIN, THETA_MAX]. (genes,)"""
-        return self.log_theta.clamp(math.log(THETA_MIN), math.log(THETA_MAX)).exp()
+        return bounded_theta(self.log_theta)
 
     def conditions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The condition codes of a batch, c: (batch, n_keys) long (or what a custom condition encoder

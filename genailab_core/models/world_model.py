@@ -17,7 +17,6 @@ an untrained random vector.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,13 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution, Normal
 
-from ..distributions import NegativeBinomial
+from ..distributions import NegativeBinomial, bounded_theta
 from ..nn import MLP
 from .base import LossOutput
 from .tensors import increasing_times
 
 LIKELIHOODS = ("gaussian", "nb")
-THETA_MIN, THETA_MAX = 1e-4, 1e6
 
 __all__ = ["LIKELIHOODS", "RSSM", "LatentStates", "balanced_kl", "check_time_labels", "gaussian_kl",
            "time_step_actions"]
@@ -178,7 +176,7 @@ class RSSM(nn.Module):
             raise ValueError("An NB world model decodes counts at a library size: pass library (..., 1), e.g. the "
                              "observed totals x.sum(-1, keepdim=True) or a typical library of the target time.")
         mu = (library * torch.softmax(out, -1)).clamp_min(1e-8)
-        theta = self.log_theta.clamp(math.log(THETA_MIN), math.log(THETA_MAX)).exp()
+        theta = bounded_theta(self.log_theta)
         return NegativeBinomial(mu, theta, validate_args=False)
 
     def transition(self, h: torch.Tensor, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
